@@ -1,0 +1,29 @@
+# neurobias: brain-inspired regularisers for vision models, from data to figures.
+# The rule graph is the table of contents; each file in workflow/rules is one stage.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# A --configfile on the command line (a study preset, the test config) replaces config.yaml
+# instead of being merged into it, so `rule all` builds exactly the studies that file names.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/recording.smk"
+include: "workflow/rules/v1model.smk"
+include: "workflow/rules/similarity.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/stats.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

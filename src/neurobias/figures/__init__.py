@@ -1,0 +1,45 @@
+"""Paper figures.
+
+:data:`FIGURES` is the one extension point for new paper figures: it maps a
+figure name (as used in the workflow's output paths,
+``figures/{study}/{figure}.pdf`` and ``.png``) to a plotting function.
+
+Every registered function has the signature::
+
+    plot(summary, comparisons, *, title, note, out_pdf, out_png, **options) -> None
+
+where ``summary`` comes from :func:`neurobias.stats.summarise` and
+``comparisons`` from :func:`neurobias.stats.compare_to_baseline` (both already
+filtered to what the figure shows), ``note`` is a caption printed under the
+axes, and both output files are written atomically.  To add a figure, write a
+module in this package with such a function (plus a lower-level ``draw_*(ax,
+...)`` that returns the axes, for tests) and add one entry below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .noise_robustness import (
+    ARM_ORDER,
+    ARM_STYLE,
+    arm_style,
+    draw_noise_robustness,
+    order_arms,
+    plot_noise_robustness,
+)
+
+#: figure name -> plotting function (see module docstring for the contract).
+FIGURES: dict[str, Callable[..., None]] = {
+    "noise_robustness": plot_noise_robustness,
+}
+
+__all__ = [
+    "FIGURES",
+    "ARM_ORDER",
+    "ARM_STYLE",
+    "arm_style",
+    "order_arms",
+    "draw_noise_robustness",
+    "plot_noise_robustness",
+]

@@ -1,0 +1,98 @@
+"""Representational similarity matrices (Li et al. 2019, section 3) and their diagnostics.
+
+Neural similarity (Li et al. 2019, Eq. 1-2). Responses r_{n,k} of neuron k to image n are z-scored
+per neuron over images, then the similarity of images i and j is the cosine of their population
+vectors:
+
+    z_{n,k}  = (r_{n,k} - mean_n r_{n,k}) / std_n r_{n,k}
+    S_ij     = <z_i, z_j> / (||z_i|| ||z_j||)
+
+CNN similarity (Li et al. 2019, Eq. 9-10). For layer l with activations a^l_i (flattened), each
+unit is centred over the images of the stimulus batch (mirroring the per-neuron z-scoring above),
+then S^l_ij is the cosine of the centred vectors; layers combine with trainable weights
+gamma = softmax(w):  S^CNN_ij = sum_l gamma_l S^l_ij  (see :mod:`neurobias.regularisers.similarity`).
+
+Kinds of neural target (the config's ``similarity.kinds``), an extension point via
+:data:`TARGET_KINDS`:
+
+- ``model``: from the V1 predictive model's predicted (denoised) responses (Li's Neural(model));
+- ``data``: from trial-averaged recorded responses (Neural(data));
+- ``shuffle``: the ``model`` matrix with image identities permuted (Li's Shuffle control).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+
+def neural_similarity(responses: np.ndarray) -> np.ndarray:
+    """S [N, N] from responses [N, K]; NaN-aware for recordings where a neuron missed an image.
+
+    A missing response contributes zero to both the dot product and the norms (after z-scoring,
+    i.e. it is treated as the neuron's mean), which keeps S a valid cosine matrix.
+    """
+    r = np.asarray(responses, dtype=np.float64)
+    mean = np.nanmean(r, axis=0, keepdims=True)
+    std = np.nanstd(r, axis=0, keepdims=True)
+    keep = (std[0] > 0)
+    z = np.where(np.isnan(r), 0.0, (r - mean) / np.where(std > 0, std, 1.0))[:, keep]
+    norm = np.linalg.norm(z, axis=1, keepdims=True)
+    z = z / np.where(norm > 0, norm, 1.0)
+    s = z @ z.T
+    return np.clip(s, -1.0, 1.0).astype(np.float32)
+
+
+def feature_similarity(features: torch.Tensor) -> torch.Tensor:
+    """S^l [B, B] from one layer's activations [B, ...] of a stimulus batch (Li 2019 Eq. 9)."""
+    a = features.flatten(1).float()
+    a = a - a.mean(dim=0, keepdim=True)
+    a = torch.nn.functional.normalize(a, dim=1, eps=1e-8)
+    return a @ a.T
+
+
+def shuffle_similarity(similarity: np.ndarray, seed: int) -> np.ndarray:
+    """Permute image identities: S'_ij = S_{p(i) p(j)}. Keeps the distribution of values and the
+    matrix's spectrum, destroys which image is similar to which (Li 2019's Shuffle control)."""
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 17])).permutation(len(similarity))
+    return similarity[np.ix_(perm, perm)]
+
+
+def off_diagonal(similarity: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Upper-triangle values, optionally of the sub-matrix on ``rows``."""
+    s = similarity if rows is None else similarity[np.ix_(rows, rows)]
+    return s[np.triu_indices(len(s), k=1)]
+
+
+def split_half_reliability(responses: np.ndarray, seed: int = 0) -> float:
+    """Correlation of the off-diagonal S computed from two disjoint halves of the repeats,
+    Spearman-Brown corrected to the full number of repeats. responses: [N, R, K], R >= 2."""
+    n_rep = responses.shape[1]
+    if n_rep < 2:
+        return float("nan")
+    perm = np.random.default_rng(seed).permutation(n_rep)
+    halves = perm[: n_rep // 2], perm[n_rep // 2:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN neuron in one half
+        s = [neural_similarity(np.nanmean(responses[:, h], axis=1)) for h in halves]
+    r = float(np.corrcoef(off_diagonal(s[0]), off_diagonal(s[1]))[0, 1])
+    return 2 * r / (1 + r)
+
+
+def target_diagnostics(targets: dict[str, np.ndarray], test_rows: np.ndarray,
+                       responses: np.ndarray | None = None) -> dict:
+    """Numbers that say whether a similarity target can teach anything (DESIGN.md section 8):
+    spread of off-diagonal similarities per kind, split-half reliability of the data matrix, and
+    agreement of each kind with the recorded data on held-out (test-tier) images."""
+    out: dict = {"n_images": int(len(next(iter(targets.values())))), "n_test_images": int(len(test_rows))}
+    for kind, s in targets.items():
+        off = off_diagonal(s)
+        out[kind] = {"offdiag_mean": float(off.mean()), "offdiag_sd": float(off.std())}
+    if responses is not None:
+        out["data_split_half_reliability"] = split_half_reliability(responses)
+        data_test = off_diagonal(neural_similarity(np.nanmean(responses, axis=1)), test_rows)
+        for kind, s in targets.items():
+            out[kind]["heldout_r_with_data"] = float(np.corrcoef(off_diagonal(s, test_rows), data_test)[0, 1])
+    return out

@@ -1,0 +1,280 @@
+"""One training loop for every arm: cross-entropy plus an optional regulariser.
+
+Resumable by construction. Everything random inside an epoch (the order of training images, the
+augmentation, the stimulus batches) is drawn from a generator seeded by ``(seed, epoch)``, and the
+learning rate is a function of the epoch alone. So the state at the end of an epoch (weights,
+optimiser, regulariser, history) is all that a resumed run needs, and a run killed at any point and
+restarted ends with exactly the same history and weights as an uninterrupted one (on CPU).
+
+The checkpoint is written atomically after every epoch and carries a hash of everything that
+defines the run; a checkpoint from a different configuration is ignored, never resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from .models import build_classifier
+from .regularisers import REGULARISERS
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    # lr_schedule: {"kind": "constant"} | {"kind": "cosine"} |
+    #              {"kind": "step", "every": 4, "factor": 0.3, "restart_every": 20} (Li 2019)
+    lr_schedule: dict = field(default_factory=lambda: {"kind": "constant"})
+    crop_padding: int = 0
+    flip: bool = False
+    eval_batch_size: int = 512
+
+
+def learning_rate(cfg: TrainingConfig, epoch: int) -> float:
+    s = cfg.lr_schedule
+    kind = s.get("kind", "constant")
+    if kind == "constant":
+        return cfg.lr
+    if kind == "cosine":
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / cfg.epochs))
+    if kind == "step":
+        restart = s.get("restart_every") or 0
+        e = epoch % restart if restart else epoch
+        return cfg.lr * s["factor"] ** (e // s["every"])
+    raise ValueError(f"training.lr_schedule.kind: unknown {kind!r} (constant, cosine, step)")
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, 23]).generate_state(1)[0]))
+
+
+def augment(x: torch.Tensor, cfg: TrainingConfig, g: torch.Generator) -> torch.Tensor:
+    """Batched random crop (zero padding) and horizontal flip, no per-sample Python."""
+    if cfg.crop_padding:
+        p = cfg.crop_padding
+        n, _, h, w = x.shape
+        padded = F.pad(x, (p, p, p, p))
+        oy = torch.randint(0, 2 * p + 1, (n,), generator=g)
+        ox = torch.randint(0, 2 * p + 1, (n,), generator=g)
+        rows = (oy[:, None] + torch.arange(h)[None]).to(x.device)
+        cols = (ox[:, None] + torch.arange(w)[None]).to(x.device)
+        x = padded[torch.arange(n, device=x.device)[:, None, None, None],
+                   torch.arange(x.shape[1], device=x.device)[None, :, None, None],
+                   rows[:, None, :, None], cols[:, None, None, :]]
+    if cfg.flip:
+        flip = (torch.rand(len(x), generator=g) < 0.5).to(x.device)
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+def stimuli_as_inputs(stimuli_uint8: np.ndarray, channels: int, size: int) -> torch.Tensor:
+    """Grey stimulus images [N,H,W] uint8 -> network inputs [N,C,size,size] in [0,1]."""
+    x = torch.as_tensor(stimuli_uint8, dtype=torch.float32)[:, None] / 255.0
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.expand(-1, channels, -1, -1).contiguous()
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a @ b) / (a.norm() * b.norm() + 1e-12))
+
+
+@torch.no_grad()
+def evaluate(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on uint8 images."""
+    model.eval()
+    loss, correct = 0.0, 0
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].to(device).float() / 255.0
+        y = labels[i:i + batch_size].to(device)
+        logits = model(x)
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    return loss / len(images), correct / len(images)
+
+
+@torch.no_grad()
+def heldout_similarity_fit(model, regulariser, taps, stimuli: torch.Tensor, rows: torch.Tensor,
+                           target: torch.Tensor, device) -> float:
+    """Pearson r between the network's similarity and the diagnostic target on held-out stimuli.
+
+    Uses the regulariser's learned layer weights, or equal weights for an unregularised arm, so
+    every arm is scored on the same footing (DESIGN.md section 8's 'does the network fit S')."""
+    from .neural.similarity import feature_similarity
+    model.eval()
+    _, feats = model.forward_taps(stimuli[rows].to(device), taps)
+    gamma = regulariser.gamma if regulariser is not None else torch.full((len(taps),), 1 / len(taps))
+    s = sum(gamma[i].to(device) * feature_similarity(feats[t]) for i, t in enumerate(taps))
+    iu = torch.triu_indices(len(rows), len(rows), offset=1)
+    t = target.to(device)[rows][:, rows]
+    return _pearson(s[iu[0], iu[1]], t[iu[0], iu[1]])
+
+
+def run_hash(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, target: np.ndarray | None,
+              diagnostic_target: np.ndarray, arm: dict, model_cfg: dict, training: TrainingConfig,
+              seed: int, device: str, out_dir: str | Path, progress: bool = True,
+              stop_after_epoch: int | None = None) -> pd.DataFrame:
+    """Train one (arm, seed) and write ``model.pt`` and ``history.csv`` into ``out_dir``.
+
+    train, val: (images uint8 [N,C,H,W], labels int64 [N], class names) from the prepared format.
+    stimuli: grey stimulus images [M,H,W] uint8 with ``stimulus_tiers`` ('train'/'test');
+    target: S_neural [M,M] for this arm (None for an unregularised arm); diagnostic_target: the
+    matrix every arm's held-out fit is scored against.
+    arm: {"regulariser": "none" | "similarity", "alpha": float, "layers": [...], "stimulus_batch_size": int}
+    ``stop_after_epoch`` simulates a killed job (tests).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+    device = torch.device(device)
+    train_x, train_y, classes = train
+    val_x, val_y, _ = val
+    n_classes, channels, size = len(classes), train_x.shape[1], train_x.shape[-1]
+
+    spec = {"arm": arm, "model": model_cfg, "training": asdict(training), "seed": seed,
+            "n_train": len(train_x), "target": None if target is None else float(np.asarray(target, np.float64).sum())}
+    spec_hash = run_hash(spec)
+
+    torch.manual_seed(seed)
+    x01 = train_x.float() / 255.0
+    mean, std = x01.mean(dim=(0, 2, 3)), x01.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    del x01
+    options = {k: v for k, v in model_cfg.items() if k not in ("architecture", "diagnostic_layers")}
+    model = build_classifier(model_cfg["architecture"], n_classes, channels, mean, std, **options).to(device)
+
+    stim = stimuli_as_inputs(stimuli, channels, size)
+    train_rows = np.flatnonzero(stimulus_tiers == "train")
+    test_rows = torch.as_tensor(np.flatnonzero(stimulus_tiers == "test")[:256])
+    diag_target = torch.as_tensor(diagnostic_target, dtype=torch.float32)
+    kind = arm.get("regulariser", "none")
+    regulariser = None
+    if kind != "none":
+        if kind not in REGULARISERS:
+            raise ValueError(f"arms: unknown regulariser {kind!r}; known: none, {', '.join(REGULARISERS)}")
+        regulariser = REGULARISERS[kind](target, train_rows, tuple(arm["layers"]),
+                                         arm.get("stimulus_batch_size", 32)).to(device)
+    diag_taps = tuple(arm.get("layers") or model_cfg.get("diagnostic_layers") or ("layer1", "layer2"))
+    weight = float(arm.get("alpha", 0.0))
+
+    params = [{"params": model.parameters(), "weight_decay": training.weight_decay}]
+    if regulariser is not None:
+        params.append({"params": regulariser.parameters(), "weight_decay": 0.0})
+    optimiser = torch.optim.SGD(params, lr=training.lr, momentum=training.momentum)
+
+    history: list[dict] = []
+    start = 0
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if ckpt.get("spec_hash") == spec_hash:
+            model.load_state_dict(ckpt["model"])
+            optimiser.load_state_dict(ckpt["optimiser"])
+            if regulariser is not None:
+                regulariser.load_state_dict(ckpt["regulariser"])
+            history, start = ckpt["history"], ckpt["epoch"] + 1
+            print(f"resuming from {ckpt_path} after epoch {ckpt['epoch']}", flush=True)
+        else:
+            print(f"ignoring {ckpt_path}: it belongs to a different configuration", flush=True)
+
+    train_x_dev, train_y_dev = train_x.to(device), train_y.to(device)
+    stim_dev = stim.to(device)
+    n = len(train_x)
+    steps = n // training.batch_size  # drop the ragged last batch: BN needs > 1 sample
+    for epoch in range(start, training.epochs):
+        lr = learning_rate(training, epoch)
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        g = epoch_generator(seed, epoch)
+        order = torch.randperm(n, generator=g).to(device)
+        model.train()
+        sums = {"loss": 0.0, "ce": 0.0, "sim": 0.0, "correct": 0}
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{training.epochs}", disable=not progress,
+                   mininterval=5, file=None)
+        for step in bar:
+            idx = order[step * training.batch_size:(step + 1) * training.batch_size]
+            x = augment(train_x_dev[idx].float() / 255.0, training, g)
+            y = train_y_dev[idx]
+            if regulariser is not None:
+                rows = regulariser.stimulus_batch(g).to(device)
+                # One forward pass over task and stimulus images together: one set of kernels.
+                logits, feats = model.forward_taps(torch.cat([x, stim_dev[rows]]), regulariser.taps)
+                logits = logits[: len(x)]
+                sim = regulariser.loss({t: f[len(x):] for t, f in feats.items()}, rows)
+            else:
+                logits = model(x)
+                sim = torch.zeros((), device=device)
+            ce = F.cross_entropy(logits, y)
+            loss = ce + weight * sim
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            sums["loss"] += float(loss.detach())
+            sums["ce"] += float(ce.detach())
+            sums["sim"] += float(sim.detach())
+            sums["correct"] += int((logits.argmax(1) == y).sum())
+        val_loss, val_acc = evaluate(model, val_x, val_y, training.eval_batch_size, device)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": sums["loss"] / steps,
+               "train_ce": sums["ce"] / steps, "train_similarity_loss": sums["sim"] / steps,
+               "train_accuracy": sums["correct"] / (steps * training.batch_size),
+               "val_loss": val_loss, "val_accuracy": val_acc,
+               "heldout_similarity_r": heldout_similarity_fit(model, regulariser, diag_taps, stim_dev,
+                                                              test_rows, diag_target, device)}
+        if regulariser is not None:
+            row.update(regulariser.log())
+        history.append(row)
+        print(json.dumps(row), flush=True)
+        _atomic_save({"epoch": epoch, "spec_hash": spec_hash, "model": model.state_dict(),
+                      "optimiser": optimiser.state_dict(),
+                      "regulariser": regulariser.state_dict() if regulariser is not None else {},
+                      "history": history}, ckpt_path)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            return pd.DataFrame(history)
+
+    frame = pd.DataFrame(history)
+    save_classifier(model, model_cfg, n_classes, channels, out_dir / "model.pt")
+    tmp = out_dir / "history.csv.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, out_dir / "history.csv")
+    ckpt_path.unlink(missing_ok=True)
+    return frame
+
+
+def save_classifier(model, model_cfg: dict, n_classes: int, channels: int, path: Path) -> None:
+    _atomic_save({"model_cfg": dict(model_cfg), "num_classes": n_classes, "in_channels": channels,
+                  "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, Path(path))
+
+
+def load_classifier(path, device="cpu"):
+    """Rebuild a trained classifier; ``weights_only=True`` so a checkpoint cannot run code."""
+    blob = torch.load(path, map_location=device, weights_only=True)
+    cfg = dict(blob["model_cfg"])
+    options = {k: v for k, v in cfg.items() if k not in ("architecture", "diagnostic_layers")}
+    sd = blob["state_dict"]
+    model = build_classifier(cfg["architecture"], blob["num_classes"], blob["in_channels"],
+                             sd["mean"].flatten(), sd["std"].flatten(), **options)
+    model.load_state_dict(sd)
+    return model.to(device).eval()

@@ -1,0 +1,57 @@
+"""Gaussian-noise evaluation: level 0 is clean accuracy, the noise is seeded and clipped."""
+
+import torch
+from torch import nn
+
+from neurobias.robustness.noise import add_gaussian_noise, gaussian_noise_accuracy
+
+
+class MeanBrightness(nn.Module):
+    """Class 1 if the mean pixel is above 0.5: noise-robust by averaging, a known answer."""
+
+    def forward(self, x):
+        m = x.mean(dim=(1, 2, 3))
+        return torch.stack([0.5 - m, m - 0.5], dim=1)
+
+
+class CornerPixel(nn.Module):
+    """Reads one pixel: fragile under noise."""
+
+    def forward(self, x):
+        p = x[:, 0, 0, 0]
+        return torch.stack([0.5 - p, p - 0.5], dim=1)
+
+
+def images():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (400,), generator=g)
+    levels = torch.where(labels == 1, 0.7, 0.3)
+    x = (levels[:, None, None, None].expand(-1, 3, 8, 8) * 255).round().to(torch.uint8)
+    return x, labels
+
+
+def test_level_zero_is_clean_accuracy_and_noise_hurts_a_fragile_model():
+    x, y = images()
+    robust = gaussian_noise_accuracy(MeanBrightness(), x, y, [0.0, 0.5], seed=0, progress=False)
+    fragile = gaussian_noise_accuracy(CornerPixel(), x, y, [0.0, 0.5], seed=0, progress=False)
+    assert robust[0]["accuracy"] == fragile[0]["accuracy"] == 1.0
+    assert robust[1]["accuracy"] > 0.95           # averages 192 noisy values
+    assert fragile[1]["accuracy"] < 0.85          # one noisy pixel, SNR 0.4
+    assert robust[1]["n"] == 400
+
+
+def test_noise_is_seeded_and_clipped():
+    x = torch.full((2, 3, 4, 4), 0.5)
+    a = add_gaussian_noise(x.clone(), 2.0, torch.Generator().manual_seed(1))
+    b = add_gaussian_noise(x.clone(), 2.0, torch.Generator().manual_seed(1))
+    c = add_gaussian_noise(x.clone(), 2.0, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= 0 and a.max() <= 1 and ((a == 0) | (a == 1)).any()
+
+
+def test_every_model_sees_the_same_noisy_images():
+    x, y = images()
+    r1 = gaussian_noise_accuracy(CornerPixel(), x, y, [0.3], seed=5, progress=False)
+    r2 = gaussian_noise_accuracy(CornerPixel(), x, y, [0.3], seed=5, progress=False)
+    r3 = gaussian_noise_accuracy(CornerPixel(), x, y, [0.3], seed=6, progress=False)
+    assert r1 == r2 and r1 != r3

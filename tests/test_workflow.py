@@ -1,0 +1,146 @@
+"""End to end through the snakemake CLI on the tiny config, in a temporary directory.
+
+Checks the content of every output (shapes, columns, ranges, row counts), that one figure is a
+valid target on its own, and that a bad config fails before any job runs.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from neurobias.data import load_split
+from neurobias.neural.recording import Recording
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+CFG = yaml.safe_load(TINY.read_text())
+STUDY = CFG["studies"]["tiny"]
+ARMS, SEEDS = list(STUDY["arms"]), STUDY["seeds"]
+LEVELS = STUDY["evaluations"]["gaussian_noise"]["levels"]
+
+
+def snakemake(workdir, *args, config=TINY, timeout=900):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(config), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny_run")
+    r = snakemake(d)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    return d
+
+
+@pytest.mark.slow
+def test_datasets(run_dir):
+    n = CFG["datasets"]["tinyshapes"]
+    for split in ("train", "val", "test"):
+        images, labels, classes = load_split(run_dir / f"results/data/tinyshapes/{split}.pt")
+        assert images.shape == (n[f"n_{split}"], 3, 32, 32) and images.dtype == torch.uint8
+        assert len(classes) == 10 and set(labels.tolist()) == set(range(10))
+
+
+@pytest.mark.slow
+def test_recording_and_v1_model(run_dir):
+    rec = Recording.load(run_dir / "results/neural/tinyv1/recording.npz")
+    r = CFG["recordings"]["tinyv1"]
+    assert rec.responses.shape == (r["n_images"], r["repeats"], r["population"]["n_neurons"])
+    assert 0 < np.isnan(rec.responses).mean() < 0.1
+    metrics = json.loads((run_dir / "results/v1model/tinyv1/metrics.json").read_text())
+    assert -1 <= metrics["test_correlation"] <= 1 and np.isfinite(metrics["feve"])
+    assert metrics["null_test_correlation"] == 0.0
+    assert metrics["n_neurons"] == r["population"]["n_neurons"]
+
+
+@pytest.mark.slow
+def test_similarity_targets_and_diagnostics(run_dir):
+    n = CFG["recordings"]["tinyv1"]["n_images"]
+    mats = {k: np.load(run_dir / f"results/similarity/tiny/{k}.npy") for k in ("model", "data", "shuffle")}
+    for k, s in mats.items():
+        assert s.shape == (n, n), k
+        np.testing.assert_allclose(s, s.T, atol=1e-6)
+        np.testing.assert_allclose(np.diag(s), 1.0, atol=1e-5)
+        assert s.min() >= -1 and s.max() <= 1
+    # shuffle is a permutation of the model matrix, not the matrix itself
+    assert np.allclose(np.sort(mats["shuffle"].ravel()), np.sort(mats["model"].ravel()))
+    assert not np.allclose(mats["shuffle"], mats["model"])
+    diag = json.loads((run_dir / "results/similarity/tiny/diagnostics.json").read_text())
+    assert diag["n_images"] == n and set(diag) >= {"model", "data", "shuffle", "data_split_half_reliability"}
+    assert diag["data"]["heldout_r_with_data"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_training_outputs(run_dir):
+    for arm in ARMS:
+        for seed in SEEDS:
+            d = run_dir / f"results/train/tiny/{arm}/seed{seed}"
+            h = pd.read_csv(d / "history.csv")
+            assert list(h["epoch"]) == list(range(1, STUDY["training"]["epochs"] + 1))
+            assert h["val_accuracy"].between(0, 1).all()
+            regularised = STUDY["arms"][arm]["regulariser"] != "none"
+            assert (h["train_similarity_loss"] > 0).all() == regularised
+            for layer in STUDY["arms"][arm].get("layers", []):
+                assert h[f"gamma_{layer}"].between(0, 1).all()
+            assert not (d / "checkpoint.pt").exists()
+            prov = json.loads((d / "provenance.json").read_text())
+            assert prov["seed"] == seed and prov["device"] == "cpu" and prov["config"]["arm"] == arm
+            assert len(prov["config_hash"]) == 16 and prov["packages"]["torch"] != "not installed"
+
+
+@pytest.mark.slow
+def test_evaluation_stats_and_figure(run_dir):
+    frames = [pd.read_csv(run_dir / f"results/eval/tiny/gaussian_noise/{a}/seed{s}.csv") for a in ARMS for s in SEEDS]
+    for f in frames:
+        assert list(f.columns) == ["study", "arm", "seed", "evaluation", "condition", "level", "metric", "value"]
+        assert f["level"].tolist() == LEVELS and f["value"].between(0, 1).all()
+    tidy = pd.concat(frames)
+    summary = pd.read_csv(run_dir / "results/stats/tiny/gaussian_noise_summary.csv")
+    assert len(summary) == len(ARMS) * len(LEVELS) and (summary["n"] == len(SEEDS)).all()
+    expected = tidy.groupby(["arm", "level"])["value"].mean()
+    got = summary.set_index(["arm", "level"])["mean"]
+    pd.testing.assert_series_equal(got.sort_index(), expected.sort_index(), check_names=False)
+    tests = pd.read_csv(run_dir / "results/stats/tiny/gaussian_noise_tests.csv")
+    assert len(tests) == (len(ARMS) - 1) * len(LEVELS)
+    assert set(tests["arm"]) == set(ARMS) - {"none"} and (tests["baseline"] == "none").all()
+    finite = tests["p"].dropna()
+    assert finite.between(0, 1).all()
+    png = run_dir / "figures/tiny/noise_robustness.png"
+    import matplotlib.image
+    img = matplotlib.image.imread(png)
+    assert img.shape[0] > 200 and img.std() > 0.01
+    assert (run_dir / "figures/tiny/noise_robustness.pdf").read_bytes()[:4] == b"%PDF"
+
+
+@pytest.mark.slow
+def test_nothing_left_to_do_and_single_targets(run_dir):
+    r = snakemake(run_dir, "-n")
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
+    # One figure builds only what it needs: no diagnostics, no other study's jobs.
+    fresh = run_dir.parent / "single_target"
+    r = snakemake(fresh, "-n", "figures/tiny/noise_robustness.pdf")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "figure_noise_robustness" in out
+    assert "similarity_diagnostics" not in out
+    assert f"train                        {len(ARMS) * len(SEEDS)}" in out.replace("\t", " ") or \
+        out.count("rule train:") == len(ARMS) * len(SEEDS)
+
+
+def test_invalid_config_fails_before_any_job(tmp_path):
+    bad = yaml.safe_load(TINY.read_text())
+    bad["studies"]["tiny"]["training"]["epochs"] = 0
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    r = snakemake(tmp_path / "work", config=path)
+    assert r.returncode != 0
+    assert "studies.tiny.training.epochs" in r.stdout + r.stderr
+    assert not (tmp_path / "work" / "results").exists()

@@ -1,0 +1,17 @@
+# Stage 1: datasets in the prepared tensor format (results/data/{dataset}/{split}.pt).
+
+
+rule make_dataset:
+    output:
+        train="results/data/{dataset}/train.pt",
+        val="results/data/{dataset}/val.pt",
+        test="results/data/{dataset}/test.pt",
+    params:
+        cfg=lambda wc: config["datasets"][wc.dataset],
+    log:
+        "logs/make_dataset/{dataset}.log",
+    threads: 1
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/make_dataset.py"

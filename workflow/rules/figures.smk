@@ -1,0 +1,17 @@
+# Stage 8: the papers' figures, PDF and PNG, each its own target.
+
+
+rule figure_noise_robustness:
+    input:
+        summary="results/stats/{study}/gaussian_noise_summary.csv",
+        tests="results/stats/{study}/gaussian_noise_tests.csv",
+    output:
+        pdf="figures/{study}/noise_robustness.pdf",
+        png="figures/{study}/noise_robustness.png",
+    log:
+        "logs/figures/{study}/noise_robustness.log",
+    threads: 1
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/figure_noise_robustness.py"

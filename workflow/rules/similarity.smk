@@ -1,0 +1,46 @@
+# Stage 4: S_neural targets (model, data, shuffle) and diagnostics of what they can teach.
+
+
+def recording_of(wc):
+    return f"results/neural/{study_cfg(wc.study)['recording']}/recording.npz"
+
+
+rule similarity:
+    input:
+        recording=recording_of,
+        v1model=lambda wc: f"results/v1model/{study_cfg(wc.study)['recording']}/model.pt",
+        model_similarity=lambda wc: (
+            f"results/similarity/{wc.study}/model.npy" if wc.kind == "shuffle" else []
+        ),
+    output:
+        "results/similarity/{study}/{kind}.npy",
+    wildcard_constraints:
+        kind="model|data|shuffle",
+    params:
+        shuffle_seed=lambda wc: study_cfg(wc.study).get("similarity", {}).get("shuffle_seed", 0),
+    log:
+        "logs/similarity/{study}/{kind}.log",
+    threads: 1
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/similarity.py"
+
+
+rule similarity_diagnostics:
+    input:
+        recording=recording_of,
+        targets=lambda wc: expand(
+            "results/similarity/{study}/{kind}.npy",
+            study=wc.study,
+            kind=sorted(set(similarity_targets(study_cfg(wc.study))) | {"data", "shuffle"}),
+        ),
+    output:
+        "results/similarity/{study}/diagnostics.json",
+    log:
+        "logs/similarity/{study}/diagnostics.log",
+    threads: 1
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/similarity_diagnostics.py"

@@ -1,0 +1,24 @@
+# Stage 7: statistics over seeds: per level, each arm vs the baseline (one-tailed Welch t-test).
+
+
+rule stats:
+    input:
+        lambda wc: expand(
+            "results/eval/{study}/{evaluation}/{arm}/seed{seed}.csv",
+            study=wc.study,
+            evaluation=wc.evaluation,
+            arm=study_cfg(wc.study)["arms"],
+            seed=study_cfg(wc.study)["seeds"],
+        ),
+    output:
+        summary="results/stats/{study}/{evaluation}_summary.csv",
+        tests="results/stats/{study}/{evaluation}_tests.csv",
+    params:
+        baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
+    log:
+        "logs/stats/{study}/{evaluation}.log",
+    threads: 1
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/stats.py"

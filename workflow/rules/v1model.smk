@@ -1,0 +1,20 @@
+# Stage 3: the V1 predictive model (conv core + Gaussian readout) and its test metrics.
+
+
+rule fit_v1_model:
+    input:
+        "results/neural/{recording}/recording.npz",
+    output:
+        model="results/v1model/{recording}/model.pt",
+        metrics="results/v1model/{recording}/metrics.json",
+    params:
+        cfg=lambda wc: config["recordings"][wc.recording].get("v1_model", {}),
+    log:
+        "logs/fit_v1_model/{recording}.log",
+    threads: 2  # the one stage nothing else overlaps with: use both cores
+    resources:
+        **job_resources("gpu_jobs"),
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/fit_v1_model.py"
