@@ -1,6 +1,29 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+
+
+def snakemake(workdir, *args, config=TINY, timeout=900, cores=True):
+    """Run the workflow through the snakemake CLI from the repository root."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(config), *(["--cores", "2"] if cores else []), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def tiny_local_run(tmp_path_factory):
+    """The tiny config run locally once per session; the end-to-end and SLURM tests share it."""
+    d = tmp_path_factory.mktemp("tiny_run")
+    r = snakemake(d)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    return d
 
 
 @pytest.fixture(autouse=True)

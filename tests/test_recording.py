@@ -238,9 +238,6 @@ def test_load_refuses_object_arrays(tmp_path):
         Recording.load(path)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="BUG recording.py:138 np.load of a plain .npy returns an ndarray, which is "
-                          "no context manager: TypeError instead of RecordingFormatError")
 def test_load_rejects_npy_file(tmp_path):
     path = tmp_path / "rec.npy"
     np.save(path, np.zeros((2, 3)))
@@ -250,3 +247,17 @@ def test_load_rejects_npy_file(tmp_path):
 
 def test_tiers_constant():
     assert TIERS == ("train", "test")
+
+
+
+def test_meta_must_be_an_object_and_ids_integers(tmp_path):
+    arrays = _arrays()
+    arrays["meta"] = np.array("[1, 2]")
+    _write_npz(tmp_path / "list_meta.npz", arrays)
+    with pytest.raises(RecordingFormatError, match="'meta' must be a JSON object"):
+        Recording.load(tmp_path / "list_meta.npz")
+    arrays = _arrays()
+    arrays["image_ids"] = arrays["image_ids"].astype(float)
+    _write_npz(tmp_path / "float_ids.npz", arrays)
+    with pytest.raises(RecordingFormatError, match="'image_ids' must be integers"):
+        Recording.load(tmp_path / "float_ids.npz")

@@ -261,9 +261,6 @@ def test_validate_split_label_range_is_tied_to_number_of_classes():
         validate_split(payload, "src")
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="BUG prepared.py:42 validate_split assumes a dict; a tensor payload gives "
-                          "RuntimeError from Tensor.__contains__ instead of PreparedDataError")
 def test_load_split_rejects_non_dict_payload(tmp_path):
     path = tmp_path / "split.pt"
     torch.save(torch.zeros(3), path)

@@ -19,26 +19,18 @@ import yaml
 from neurobias.data import load_split
 from neurobias.neural.recording import Recording
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 CFG = yaml.safe_load(TINY.read_text())
 STUDY = CFG["studies"]["tiny"]
 ARMS, SEEDS = list(STUDY["arms"]), STUDY["seeds"]
 LEVELS = STUDY["evaluations"]["gaussian_noise"]["levels"]
 
 
-def snakemake(workdir, *args, config=TINY, timeout=900):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(config), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+from conftest import TINY, snakemake
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_run")
-    r = snakemake(d)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    return d
+def run_dir(tiny_local_run):
+    return tiny_local_run
 
 
 @pytest.mark.slow

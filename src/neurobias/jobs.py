@@ -129,10 +129,13 @@ def similarity_target(kind: str, recording_path, v1_model_path, out_path, *, shu
 def similarity_diagnostics(target_paths: dict[str, str], recording_path, out_path) -> dict:
     from .neural.recording import Recording
     from .neural.similarity import target_diagnostics
+    started = time.time()
     rec = Recording.load(recording_path)
     targets = {k: np.load(p) for k, p in target_paths.items()}
     diag = target_diagnostics(targets, np.flatnonzero(rec.tiers == "test"), rec.responses)
     _write_json(diag, out_path)
+    write_provenance(Path(out_path).parent, job="similarity_diagnostics", filename="provenance_diagnostics.json",
+                     config_slice={"targets": sorted(target_paths)}, started=started)
     print(json.dumps(diag, indent=1))
     return diag
 
@@ -183,18 +186,26 @@ def evaluate_gaussian_noise(study_name: str, arm: str, seed: int, params: dict, 
 # -- statistics and figures -----------------------------------------------------------------------
 def statistics(csv_paths, baseline: str, out_summary, out_tests) -> None:
     from .stats import compare_to_baseline, summarise
+    started = time.time()
     tidy = pd.concat([pd.read_csv(p) for p in csv_paths], ignore_index=True)
     _write_csv(summarise(tidy), out_summary)
     _write_csv(compare_to_baseline(tidy, baseline=baseline), out_tests)
+    write_provenance(Path(out_tests).parent, job="stats", filename=f"provenance_{Path(out_tests).stem}.json",
+                     config_slice={"baseline": baseline, "inputs": [str(p) for p in csv_paths]}, started=started)
 
 
-def noise_figure(summary_path, tests_path, study_name: str, study: dict, out_pdf, out_png) -> None:
+def noise_figure(summary_path, tests_path, study_name: str, study: dict, out_pdf, out_png,
+                 test_split_path=None) -> None:
+    from .data import load_split
     from .figures import FIGURES
+    chance = 1.0 / len(load_split(test_split_path)[2]) if test_split_path else None
     summary = pd.read_csv(summary_path)
     tests = pd.read_csv(tests_path)
     n_seeds = len(study["seeds"])
     note = study.get("figure_note", "") + f" n = {n_seeds} seeds per arm; mean ± SEM; * p < 0.05, ** p < 0.001 " \
         "(one-tailed Welch t-test vs baseline)."
-    n_classes = None
+    started = time.time()
     FIGURES["noise_robustness"](summary, tests, title=f"{study_name}: accuracy under Gaussian noise",
-                                note=note.strip(), out_pdf=out_pdf, out_png=out_png, chance=n_classes)
+                                note=note.strip(), out_pdf=out_pdf, out_png=out_png, chance=chance)
+    write_provenance(Path(out_pdf).parent, job="figure_noise_robustness", filename="provenance_noise_robustness.json",
+                     config_slice={"study": study_name, "seeds": study["seeds"]}, started=started)

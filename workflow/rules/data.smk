@@ -11,6 +11,8 @@ rule make_dataset:
     log:
         "logs/make_dataset/{dataset}.log",
     threads: 1
+    resources:
+        **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
     script:

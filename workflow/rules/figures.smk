@@ -5,12 +5,15 @@ rule figure_noise_robustness:
     input:
         summary="results/stats/{study}/gaussian_noise_summary.csv",
         tests="results/stats/{study}/gaussian_noise_tests.csv",
+        test_split=lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/test.pt",  # for chance level
     output:
         pdf="figures/{study}/noise_robustness.pdf",
         png="figures/{study}/noise_robustness.png",
     log:
         "logs/figures/{study}/noise_robustness.log",
     threads: 1
+    resources:
+        **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
     script:

@@ -9,6 +9,8 @@ rule simulate_recording:
     log:
         "logs/simulate_recording/{recording}.log",
     threads: 1
+    resources:
+        **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
     script:

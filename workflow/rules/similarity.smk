@@ -21,6 +21,8 @@ rule similarity:
     log:
         "logs/similarity/{study}/{kind}.log",
     threads: 1
+    resources:
+        **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
     script:
@@ -40,6 +42,8 @@ rule similarity_diagnostics:
     log:
         "logs/similarity/{study}/diagnostics.log",
     threads: 1
+    resources:
+        **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
     script:

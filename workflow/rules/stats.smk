@@ -18,6 +18,8 @@ rule stats:
     log:
         "logs/stats/{study}/{evaluation}.log",
     threads: 1
+    resources:
+        **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
     script:

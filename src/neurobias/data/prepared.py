@@ -38,6 +38,8 @@ def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray, classes
 def validate_split(payload: dict, source: str) -> None:
     def fail(msg):
         raise PreparedDataError(f"{source}: {msg}")
+    if not isinstance(payload, dict):
+        fail(f"expected a dict with images, labels and classes, got {type(payload).__name__}")
     for key in ("images", "labels", "classes"):
         if key not in payload:
             fail(f"missing key {key!r}")

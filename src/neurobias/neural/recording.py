@@ -96,6 +96,8 @@ class Recording:
             fail(f"'responses' has {self.responses.shape[0]} images but 'images' has {n}")
         if self.image_ids.shape != (n,):
             fail(f"'image_ids' must have shape [{n}], got {self.image_ids.shape}")
+        if not np.issubdtype(self.image_ids.dtype, np.integer):
+            fail(f"'image_ids' must be integers, got {self.image_ids.dtype}")
         if len(np.unique(self.image_ids)) != n:
             fail("'image_ids' must be unique")
         if self.tiers.shape != (n,):
@@ -135,7 +137,11 @@ class Recording:
         required = ("images", "responses", "image_ids", "tiers", "meta")
         try:
             # allow_pickle=False: a recording is plain arrays; refuse anything that would run code.
-            with np.load(path, allow_pickle=False) as f:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise RecordingFormatError(f"{path}: a recording is an .npz archive of named arrays, "
+                                           f"this file holds a single array")
+            with loaded as f:
                 missing = [k for k in required if k not in f.files]
                 if missing:
                     raise RecordingFormatError(
@@ -149,6 +155,8 @@ class Recording:
             meta = json.loads(str(arrays["meta"]))
         except json.JSONDecodeError as e:
             raise RecordingFormatError(f"{path}: 'meta' is not valid JSON ({e})") from e
+        if not isinstance(meta, dict):
+            raise RecordingFormatError(f"{path}: 'meta' must be a JSON object, got {type(meta).__name__}")
         rec = object.__new__(cls)
         rec.images, rec.responses = arrays["images"], arrays["responses"]
         rec.image_ids, rec.tiers, rec.meta = arrays["image_ids"], arrays["tiers"].astype(str), meta

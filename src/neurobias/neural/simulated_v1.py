@@ -95,8 +95,9 @@ class SimulatedV1:
     def record(self, images_uint8: np.ndarray, repeats: int, seed: int, test_fraction: float = 0.2,
                missing_fraction: float = 0.0) -> Recording:
         """Poisson responses on ``repeats`` trials per image; the last ``test_fraction`` of the
-        images form the test tier (as in Cadena et al. 2019's split). ``missing_fraction`` of the
-        trials are set to NaN, to exercise the missing-trial path real recordings need."""
+        images form the test tier (as in Cadena et al. 2019's split). On repeats after the first,
+        ``missing_fraction`` of the trials are set to NaN (the first is always kept, so every image
+        has a response from every neuron), to exercise the missing-trial path real recordings need."""
         rates = self.mean_rates(images_uint8)
         rng = np.random.default_rng(np.random.SeedSequence([seed, 13]))
         responses = rng.poisson(np.repeat(rates[:, None, :], repeats, axis=1)).astype(np.float32)

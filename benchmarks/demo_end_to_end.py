@@ -1,0 +1,78 @@
+"""Wall time of `snakemake --cores 2` on the default config, from an empty results/ (after setup).
+
+Runs the workflow in a fresh temporary directory (nothing reused), prints the total and per-rule
+wall times from Snakemake's own benchmark of each job, and writes a tidy CSV.
+
+    .venv/bin/python benchmarks/demo_end_to_end.py [--cores 2] [--out benchmarks/results/demo_end_to_end.csv]
+
+Target (issue: the demo chain): <= 10 minutes on the 2-core reference machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def job_times(workdir: Path) -> pd.DataFrame:
+    """Per-job wall time from each job's provenance (written by the job itself)."""
+    rows = []
+    for p in workdir.glob("**/provenance*.json"):
+        rec = json.loads(p.read_text())
+        rows.append({"job": rec["job"], "seconds": rec.get("wall_seconds"), "file": str(p.relative_to(workdir))})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--configfile", default=str(ROOT / "config.yaml"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "demo_end_to_end.csv"))
+    ap.add_argument("--keep", help="copy the run's figures/ and results/stats here")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="neurobias-demo-") as tmp:
+        work = Path(tmp)
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
+               "--configfile", args.configfile, "--cores", str(args.cores), "--quiet", "progress"]
+        started = time.time()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        total = time.time() - started
+        if r.returncode != 0:
+            sys.exit(f"workflow failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        jobs = job_times(work)
+        if args.keep:
+            import shutil
+            for sub in ("figures", "results/stats", "results/similarity/demo/diagnostics.json",
+                        "results/v1model"):
+                src = work / sub
+                dst = Path(args.keep) / sub
+                if src.is_dir():
+                    shutil.copytree(src, dst, dirs_exist_ok=True)
+                elif src.exists():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dst)
+    per_rule = jobs.groupby("job")["seconds"].agg(["count", "sum", "max"]).sort_values("sum", ascending=False)
+    print(f"end-to-end wall time, --cores {args.cores}: {total:.1f} s ({total / 60:.2f} min); target <= 600 s")
+    print("job seconds summed per rule (jobs run two at a time):")
+    print(per_rule.round(1).to_string())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"benchmark": "demo_end_to_end", "quantity": "wall_seconds", "value": round(total, 2),
+             "cores": args.cores}]
+    rows += [{"benchmark": "demo_end_to_end", "quantity": f"job_seconds_sum:{job}", "value": round(s, 2),
+              "cores": args.cores} for job, s in per_rule["sum"].items()]
+    pd.DataFrame(rows).to_csv(out, index=False)
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
