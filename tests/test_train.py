@@ -109,3 +109,21 @@ def test_augmentation_is_a_shifted_crop_or_flip():
                     for cand in (padded[i], padded[i].flip(-1)) for dy in range(5) for dx in range(5))
         assert found, i
     assert not torch.equal(y, x)
+
+
+def test_the_synthetic_task_is_learnable_and_not_noise_proof(tmp_path):
+    """The demo task must be learnable fast on a CPU (well above the 10 % chance) and its
+    accuracy must fall under pixel noise, or the noise-robustness comparison says nothing."""
+    from neurobias.robustness.noise import gaussian_noise_accuracy
+    s = make_synthetic_task(11, n_train=1500, n_val=200, n_test=500)
+    split = lambda k: (torch.as_tensor(s[k][0]), torch.as_tensor(s[k][1]), list(CLASS_NAMES))
+    stim = make_stimulus_images(2, 40)
+    train_arm(train=split("train"), val=split("val"), stimuli=stim, stimulus_tiers=np.array(["train"] * 30 + ["test"] * 10),
+              target=None, diagnostic_target=np.eye(40, dtype=np.float32), arm={"regulariser": "none"},
+              model_cfg={"architecture": "resnet18", "width": 8}, training=TrainingConfig(epochs=3, batch_size=64, lr=0.05),
+              seed=0, device="cpu", out_dir=tmp_path, progress=False)
+    test_x, test_y = split("test")[:2]
+    clean, noisy = gaussian_noise_accuracy(load_classifier(tmp_path / "model.pt"), test_x, test_y, [0.0, 0.3],
+                                           seed=0, progress=False)
+    assert clean["accuracy"] > 0.6
+    assert noisy["accuracy"] < clean["accuracy"] - 0.1

@@ -19,13 +19,14 @@ import yaml
 from neurobias.data import load_split
 from neurobias.neural.recording import Recording
 
+from conftest import TINY, snakemake
+
 CFG = yaml.safe_load(TINY.read_text())
 STUDY = CFG["studies"]["tiny"]
 ARMS, SEEDS = list(STUDY["arms"]), STUDY["seeds"]
 LEVELS = STUDY["evaluations"]["gaussian_noise"]["levels"]
 
 
-from conftest import TINY, snakemake
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .resnet import resnet18_cifar
+from .resnet import resnet18_cifar, resnet34_cifar
 
 ARCHITECTURES = {
     "resnet18": lambda num_classes, in_channels, width=64: resnet18_cifar(num_classes, width, in_channels),
+    "resnet34": lambda num_classes, in_channels, width=64: resnet34_cifar(num_classes, width, in_channels),
 }
 
 

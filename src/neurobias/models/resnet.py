@@ -1,4 +1,4 @@
-"""ResNet-18 with the CIFAR stem (3x3 conv, no max-pool; He et al. 2016 section 4.2) and a width
+"""ResNet-18/34 with the CIFAR stem (3x3 conv, no max-pool; He et al. 2016 section 4.2) and a width
 option, with named feature taps for regularisers.
 
 Width 64 is the standard network Li et al. 2019 used; the demo uses a narrow one (e.g. 8) so that
@@ -59,3 +59,8 @@ class ResNetCIFAR(nn.Module):
 
 def resnet18_cifar(num_classes: int, width: int = 64, in_channels: int = 3) -> ResNetCIFAR:
     return ResNetCIFAR(num_classes, width, (2, 2, 2, 2), in_channels)
+
+
+def resnet34_cifar(num_classes: int, width: int = 64, in_channels: int = 3) -> ResNetCIFAR:
+    """Li et al. 2019 Fig. 4B: ResNet-34 on grey CIFAR-100."""
+    return ResNetCIFAR(num_classes, width, (3, 4, 6, 3), in_channels)
