@@ -79,7 +79,7 @@ def server():
     srv.requests, srv.files = [], {}
     srv.fail_next = srv.truncate_next = 0
     srv.ignore_range = False
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     srv.url = lambda path: f"http://127.0.0.1:{srv.server_address[1]}{path}"
     yield srv
@@ -125,10 +125,11 @@ def test_existing_good_file_is_not_downloaded_again(server, payload, tmp_path):
     n = len(server.requests)
     assert _fetch(server, dest, md5=md5) == dest
     assert len(server.requests) == n
-    # a corrupted file at dest is replaced by a verified download
+    # a corrupted file at dest is set aside (not silently deleted) and replaced by a verified download
     dest.write_bytes(b"garbage")
     _fetch(server, dest, md5=md5)
     assert dest.read_bytes() == data and len(server.requests) == n + 1
+    assert _leftovers(dest) == ["c.tar.gz.rejected"]
 
 
 def test_wrong_checksum_names_everything_and_leaves_nothing(server, payload, tmp_path):

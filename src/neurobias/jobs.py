@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,11 @@ def job_environment(log_path: str | None, threads: int = 1):
         return
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        yield
+        try:
+            yield
+        except BaseException:
+            traceback.print_exc()  # into the job's log; re-raised, so Snakemake shows it too
+            raise
 
 
 def _write_csv(frame: pd.DataFrame, path: str | Path) -> None:
@@ -61,14 +66,54 @@ def _save_npy(array: np.ndarray, path: str | Path) -> None:
 
 
 # -- data ----------------------------------------------------------------------------------------
-def make_dataset(name: str, params: dict, out_dir: str | Path) -> None:
+def download(entry: dict, config_key: str, dest, progress: bool = True) -> None:
+    """Fetch a dataset's or recording's archive, verified against its pinned checksum.
+
+    The only job that touches the network (a `localrule`: on a cluster it runs where snakemake
+    runs). md5s of the public datasets are pinned in code; the Cadena zip's sha256 in the config.
+    """
+    from .data.download import DownloadError, fetch
+    from .sources import DOWNLOAD_KEYS, SOURCES
+    started = time.time()
+    src = SOURCES[DOWNLOAD_KEYS[entry["source"]]]
+    url = entry.get("url") or src["url"]
+    sha256 = entry.get("sha256") or src.get("sha256")
+    if not src.get("md5") and not sha256:
+        raise DownloadError(
+            f"{config_key}.sha256 is not set, and {url} is only parsed (unpickled) after its sha256 "
+            f"matches a pinned value. Download it yourself (e.g. curl -LO {url}), compute "
+            f"`sha256sum` of the zip, check it against the GIN record, then set {config_key}.sha256 "
+            f"(and {config_key}.manual_path to skip a second download).")
+    fetch(url, dest, md5=src.get("md5"), sha256=sha256, manual_path=entry.get("manual_path"),
+          manual_key=f"{config_key}.manual_path", progress=progress)
+    write_provenance(Path(dest).parent, job="download", filename=f"provenance_{Path(dest).name}.json",
+                     config_slice={"url": url, "md5": src.get("md5"), "sha256": sha256}, started=started)
+
+
+def make_dataset(name: str, params: dict, out_dir: str | Path, archive=None) -> None:
     from .data import DATASET_BUILDERS, save_split
     started = time.time()
-    splits, classes = DATASET_BUILDERS[params["source"]](params)
+    built = DATASET_BUILDERS[params["source"]]({**params, "archive": archive})
+    splits, classes = built
+    superclass_of_class = getattr(built, "superclass_of_class", None)
     for split, (images, labels) in splits.items():
-        save_split(Path(out_dir) / f"{split}.pt", images, labels, classes)
+        save_split(Path(out_dir) / f"{split}.pt", images, labels, classes,
+                   superclass_of_class, getattr(built, "superclasses", None))
         print(f"{name}/{split}: {images.shape} uint8, {len(classes)} classes")
     write_provenance(out_dir, job="make_dataset", config_slice=params, seed=params.get("seed"), started=started)
+
+
+def make_recording(name: str, params: dict, out_path: str | Path, archive=None) -> None:
+    """A recording in the documented format: simulated, or converted from a verified download."""
+    if params["source"] == "simulated":
+        return simulate_recording(params, out_path)
+    from .neural.cadena import cadena_recording
+    started = time.time()
+    rec = cadena_recording(archive, sha256=params.get("sha256"), train_fraction=params.get("train_fraction", 0.8),
+                           config_key=f"recordings.{name}.sha256")
+    rec.save(out_path)
+    print(f"recording {name}: {rec.n_images} images, {rec.n_repeats} repeats, {rec.n_neurons} neurons")
+    write_provenance(Path(out_path).parent, job="make_recording", config_slice=params, started=started)
 
 
 def simulate_recording(params: dict, out_path: str | Path) -> None:
@@ -105,7 +150,8 @@ def fit_v1_model(recording_path, params: dict, out_model, out_metrics, device: s
 
 # -- similarity targets ---------------------------------------------------------------------------
 def similarity_target(kind: str, recording_path, v1_model_path, out_path, *, shuffle_seed: int = 0,
-                      model_similarity_path=None, device: str = "cpu") -> None:
+                      model_similarity_path=None, vgg_weights_path=None, image_size: int = 32,
+                      device: str = "cpu") -> None:
     """Write S_neural of one kind over all the recording's stimulus images."""
     from .neural.recording import Recording
     from .neural.similarity import neural_similarity, shuffle_similarity
@@ -119,11 +165,16 @@ def similarity_target(kind: str, recording_path, v1_model_path, out_path, *, shu
         s = neural_similarity(rec.trial_average())
     elif kind == "shuffle":
         s = shuffle_similarity(np.load(model_similarity_path), shuffle_seed)
+    elif kind == "vgg":
+        from .neural.vgg_similarity import vgg_similarity
+        # no weights file: the config asked for a randomly initialised VGG-19 (tests, control)
+        s = vgg_similarity(rec.images, image_size, vgg_weights_path, seed=shuffle_seed, device=device)
     else:
-        raise ValueError(f"similarity kind {kind!r}: expected model, data or shuffle")
+        raise ValueError(f"similarity kind {kind!r}: expected model, data, shuffle or vgg")
     _save_npy(s, out_path)
     write_provenance(Path(out_path).parent, job=f"similarity_{kind}", filename=f"provenance_{kind}.json",
-                     config_slice={"kind": kind, "shuffle_seed": shuffle_seed}, device=device, started=started)
+                     config_slice={"kind": kind, "shuffle_seed": shuffle_seed,
+                                   "vgg_weights": None if vgg_weights_path is None else str(vgg_weights_path)}, device=device, started=started)
 
 
 def similarity_diagnostics(target_paths: dict[str, str], recording_path, out_path) -> dict:
@@ -183,6 +234,28 @@ def evaluate_gaussian_noise(study_name: str, arm: str, seed: int, params: dict, 
     return frame
 
 
+def evaluate_adversarial(study_name: str, arm: str, seed: int, params: dict, model_path, test_path,
+                         out_csv, device: str, progress: bool = True) -> pd.DataFrame:
+    """Li 2019 section 4.2: minimal adversarial perturbations (Foolbox FMN) on a seeded subset of
+    the test images, the same subset for every model; per-image sizes beside the tidy medians."""
+    from .data import load_split
+    from .robustness.adversarial import minimal_perturbations, perturbation_records
+    from .train import load_classifier
+    started = time.time()
+    device = resolve_device(device)
+    images, labels, _ = load_split(test_path)
+    per_image = minimal_perturbations(load_classifier(model_path, device), images, labels,
+                                      norms=tuple(params.get("norms", ("l2", "linf"))),
+                                      n_images=params["n_images"], seed=params.get("seed", 0),
+                                      steps=params.get("steps", 100), device=device, progress=progress)
+    _write_csv(per_image, Path(out_csv).with_name(f"seed{seed}_per_image.csv"))
+    frame = pd.DataFrame(perturbation_records(per_image, study=study_name, arm=arm, seed=seed))
+    _write_csv(frame, out_csv)
+    write_provenance(Path(out_csv).parent, job="evaluate_adversarial", filename=f"provenance_seed{seed}.json",
+                     config_slice=params, seed=seed, device=device, started=started)
+    return frame
+
+
 # -- statistics and figures -----------------------------------------------------------------------
 def statistics(csv_paths, baseline: str, out_summary, out_tests) -> None:
     from .stats import compare_to_baseline, summarise
@@ -192,6 +265,19 @@ def statistics(csv_paths, baseline: str, out_summary, out_tests) -> None:
     _write_csv(compare_to_baseline(tidy, baseline=baseline), out_tests)
     write_provenance(Path(out_tests).parent, job="stats", filename=f"provenance_{Path(out_tests).stem}.json",
                      config_slice={"baseline": baseline, "inputs": [str(p) for p in csv_paths]}, started=started)
+
+
+def adversarial_figure(csv_paths, tests_path, study_name: str, study: dict, out_pdf, out_png) -> None:
+    from .figures import FIGURES
+    started = time.time()
+    tidy = pd.concat([pd.read_csv(p) for p in csv_paths], ignore_index=True)
+    tidy = tidy[tidy["metric"].isin(["median_l2", "median_linf"])]
+    note = study.get("figure_note", "") + f" n = {len(study['seeds'])} seeds per arm; median minimal " \
+        "perturbation (Foolbox FMN) per model; bars mean ± SEM; * p < 0.05 (one-tailed Welch t-test vs baseline)."
+    FIGURES["adversarial"](tidy, pd.read_csv(tests_path), title=f"{study_name}: minimal adversarial perturbation",
+                           note=note.strip(), out_pdf=out_pdf, out_png=out_png)
+    write_provenance(Path(out_pdf).parent, job="figure_adversarial", filename="provenance_adversarial.json",
+                     config_slice={"study": study_name, "seeds": study["seeds"]}, started=started)
 
 
 def noise_figure(summary_path, tests_path, study_name: str, study: dict, out_pdf, out_png,

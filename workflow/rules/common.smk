@@ -5,6 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, also without `pip install -e`
 
 from neurobias.config import ConfigError, similarity_targets, validate_config
+from neurobias.sources import VGG19_FILE, download_filename, image_size_of
 
 try:
     validate_config(config)
@@ -31,12 +32,34 @@ def job_threads(kind, default):
     return config.get("resources", {}).get(kind, {}).get("threads", default)
 
 
+def vgg_weights_kind(study):
+    return study_cfg(study).get("similarity", {}).get("vgg_weights", "imagenet")
+
+
+def archive_of(entry):
+    """The downloaded archive a dataset or recording is built from ([] for embedded sources)."""
+    name = download_filename(entry)
+    return [] if name is None else f"results/downloads/{name}"
+
+
+def download_entry(filename):
+    """(config key, entry) of the first dataset or recording that downloads this file."""
+    for table in ("datasets", "recordings"):
+        for name, entry in config[table].items():
+            if download_filename(entry) == filename:
+                return f"{table}.{name}", entry
+    raise WorkflowError(f"no configured dataset or recording downloads {filename!r}")
+
+
 def all_targets():
     targets = []
     for study in STUDIES:
-        targets += [f"figures/{study}/noise_robustness.pdf", f"figures/{study}/noise_robustness.png",
-                    f"results/stats/{study}/gaussian_noise_tests.csv",
-                    f"results/similarity/{study}/diagnostics.json"]
+        evaluations = study_cfg(study)["evaluations"]
+        targets.append(f"results/similarity/{study}/diagnostics.json")
+        for evaluation, figure in (("gaussian_noise", "noise_robustness"), ("adversarial", "adversarial")):
+            if evaluation in evaluations:
+                targets += [f"figures/{study}/{figure}.pdf", f"figures/{study}/{figure}.png",
+                            f"results/stats/{study}/{evaluation}_tests.csv"]
     return targets
 
 

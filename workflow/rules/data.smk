@@ -2,6 +2,8 @@
 
 
 rule make_dataset:
+    input:
+        archive=lambda wc: archive_of(config["datasets"][wc.dataset]),
     output:
         train="results/data/{dataset}/train.pt",
         val="results/data/{dataset}/val.pt",

@@ -18,3 +18,26 @@ rule figure_noise_robustness:
         "../../envs/neurobias.yaml"
     script:
         "../scripts/figure_noise_robustness.py"
+
+
+rule figure_adversarial:
+    input:
+        csvs=lambda wc: expand(
+            "results/eval/{study}/adversarial/{arm}/seed{seed}.csv",
+            study=wc.study,
+            arm=study_cfg(wc.study)["arms"],
+            seed=study_cfg(wc.study)["seeds"],
+        ),
+        tests="results/stats/{study}/adversarial_tests.csv",
+    output:
+        pdf="figures/{study}/adversarial.pdf",
+        png="figures/{study}/adversarial.png",
+    log:
+        "logs/figures/{study}/adversarial.log",
+    threads: 1
+    resources:
+        **job_resources("cpu_jobs"),
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/figure_adversarial.py"

@@ -1,17 +1,20 @@
-# Stage 2: the V1 recording in the documented format (neurobias.neural.recording).
+# Stage 2: the V1 recording in the documented format (neurobias.neural.recording): simulated,
+# or converted from a verified download (Cadena et al. 2019).
 
 
-rule simulate_recording:
+rule make_recording:
+    input:
+        archive=lambda wc: archive_of(config["recordings"][wc.recording]),
     output:
         "results/neural/{recording}/recording.npz",
     params:
         cfg=lambda wc: config["recordings"][wc.recording],
     log:
-        "logs/simulate_recording/{recording}.log",
+        "logs/make_recording/{recording}.log",
     threads: 1
     resources:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/simulate_recording.py"
+        "../scripts/make_recording.py"

@@ -12,12 +12,18 @@ rule similarity:
         model_similarity=lambda wc: (
             f"results/similarity/{wc.study}/model.npy" if wc.kind == "shuffle" else []
         ),
+        vgg_weights=lambda wc: (
+            f"results/downloads/{VGG19_FILE}"
+            if wc.kind == "vgg" and vgg_weights_kind(wc.study) == "imagenet"
+            else []
+        ),
     output:
         "results/similarity/{study}/{kind}.npy",
     wildcard_constraints:
-        kind="model|data|shuffle",
+        kind="model|data|shuffle|vgg",
     params:
         shuffle_seed=lambda wc: study_cfg(wc.study).get("similarity", {}).get("shuffle_seed", 0),
+        image_size=lambda wc: image_size_of(config["datasets"][study_cfg(wc.study)["dataset"]]),
     log:
         "logs/similarity/{study}/{kind}.log",
     threads: 1

@@ -5,4 +5,5 @@ with job_environment(snakemake.log[0], snakemake.threads):
     similarity_target(snakemake.wildcards.kind, snakemake.input.recording, snakemake.input.v1model,
                       snakemake.output[0], shuffle_seed=snakemake.params.shuffle_seed,
                       model_similarity_path=snakemake.input.model_similarity or None,
+                      vgg_weights_path=snakemake.input.vgg_weights or None, image_size=snakemake.params.image_size,
                       device=snakemake.config["device"])

@@ -1,7 +1,10 @@
 """Datasets, all converted to one prepared tensor format (:mod:`neurobias.data.prepared`).
 
 Extension point: :data:`DATASET_BUILDERS` maps a dataset ``source`` (the config's
-``datasets.<name>.source``) to a function ``(params) -> {split: (images, labels)}`` plus class names.
+``datasets.<name>.source``) to a function ``(params) -> (splits, classes)`` where splits is
+``{split: (images uint8 [N,C,H,W], labels int64 [N])}``; the result may also carry
+``superclass_of_class`` / ``superclasses`` attributes. Downloaded sources get the verified
+archive's path as ``params["archive"]``.
 """
 
 from .prepared import PreparedDataError, load_split, save_split
@@ -14,6 +17,21 @@ def _synthetic(params: dict):
     return make_synthetic_task(**{k: params[k] for k in keys if k in params}), list(CLASS_NAMES)
 
 
-DATASET_BUILDERS = {"synthetic": _synthetic}
+def _cifar(variant):
+    def build(params: dict):
+        from .cifar import prepare_cifar
+        return prepare_cifar(params["archive"], variant, grey=params.get("grey", False),
+                             n_val=params.get("n_val", 5000), seed=params.get("seed", 0))
+    return build
+
+
+def _tiny_imagenet(params: dict):
+    from .tiny_imagenet import prepare_tiny_imagenet
+    return prepare_tiny_imagenet(params["archive"], grey=params.get("grey", False),
+                                 n_val_from_train=params.get("n_val", 10000), seed=params.get("seed", 0))
+
+
+DATASET_BUILDERS = {"synthetic": _synthetic, "cifar10": _cifar("cifar10"), "cifar100": _cifar("cifar100"),
+                    "tiny_imagenet": _tiny_imagenet}
 
 __all__ = ["DATASET_BUILDERS", "PreparedDataError", "load_split", "save_split"]

@@ -44,21 +44,8 @@ CHUNK_SIZE = 1 << 20
 # The published sources (DESIGN.md section 5). md5 values are torchvision's; the Cadena zip has no
 # pinned value yet: it must be verified against the GIN record and set in the config
 # (``recordings.<name>.sha256``) before the recording can be read (see neurobias.neural.cadena).
-SOURCES = {
-    "cifar10": {"url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                "filename": "cifar-10-python.tar.gz",
-                "md5": "c58f30108f718f92721af3b95e74349a"},
-    "cifar100": {"url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-                 "filename": "cifar-100-python.tar.gz",
-                 "md5": "eb9058c3a382ffc7106e4002c42a8d85"},
-    "tiny_imagenet": {"url": "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
-                      "filename": "tiny-imagenet-200.zip",
-                      "md5": "90528d7ca1a48142e341f4ef8d21d0de"},
-    "cadena": {"url": "https://doid.gin.g-node.org/2e31e304e03d6357c98ac735a1fe5788/"
-                      "2e31e304e03d6357c98ac735a1fe5788.zip",
-               "filename": "cadena_ploscb19_data.zip",
-               "sha256": None},
-}
+from ..sources import SOURCES  # noqa: E402  (re-exported: the pinned URLs and checksums)
+
 
 _HEX_LENGTH = {"md5": 32, "sha256": 64}
 
@@ -231,7 +218,8 @@ def fetch(url: str, dest: str | Path, *, md5: str | None = None, sha256: str | N
         ones must match.
     manual_path: a file the user downloaded by hand (config key ``manual_key``, e.g.
         ``"datasets.cifar10.manual_path"``). When it exists it is verified and copied, and the
-        network is not used; a mismatch is an error (no silent fallback to the network).
+        network is not used; a mismatch is an error (no silent fallback to the network). A
+        configured path that does not exist falls back to the download, with a note.
     manual_key: the config key name, quoted in error messages so the user knows what to set.
     timeout: socket timeout per request, seconds.
     retries: further attempts after a network failure (each resumes the ``.part`` file), with
@@ -250,9 +238,10 @@ def fetch(url: str, dest: str | Path, *, md5: str | None = None, sha256: str | N
         bad = _mismatches(dest, pinned)
         if not bad:
             return dest
+        rejected = dest.with_name(dest.name + ".rejected")
+        os.replace(dest, rejected)
         print(f"note: {dest} exists but is not the published file ({_describe_mismatch(bad)}); "
-              f"removing it and fetching again", file=sys.stderr)
-        dest.unlink()
+              f"moved it to {rejected} (safe to delete) and fetching again", file=sys.stderr)
 
     # 2. A file placed by hand.
     manual_note = ""

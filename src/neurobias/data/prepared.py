@@ -5,6 +5,8 @@ One file per split, ``results/data/{dataset}/{split}.pt``, a dict saved with ``t
     images  uint8 tensor [N, C, H, W]   (0-255; C = 3 for colour, 1 for grey)
     labels  int64 tensor [N]            (0 .. n_classes-1)
     classes list[str]                   (class names, index = label)
+    superclass_of_class list[int]       (optional: CIFAR-100's coarse label of each class)
+    superclasses list[str]              (optional: the coarse class names)
 
 Loaded with ``weights_only=True``: plain tensors and lists only, nothing that runs code.
 Models normalise internally, so a split is exactly the stored pixels.
@@ -23,12 +25,16 @@ class PreparedDataError(ValueError):
     """A prepared split does not follow the documented format."""
 
 
-def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> None:
+def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray, classes: list[str],
+               superclass_of_class: list[int] | None = None, superclasses: list[str] | None = None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"images": torch.as_tensor(np.ascontiguousarray(images)),
                "labels": torch.as_tensor(np.asarray(labels, dtype=np.int64)),
                "classes": list(classes)}
+    if superclass_of_class is not None:
+        payload["superclass_of_class"] = [int(c) for c in superclass_of_class]
+        payload["superclasses"] = list(superclasses or [])
     validate_split(payload, str(path))
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -50,6 +56,10 @@ def validate_split(payload: dict, source: str) -> None:
         fail(f"'labels' must be int64 [{images.shape[0]}], got {labels.dtype} {tuple(labels.shape)}")
     if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
         fail(f"'labels' must lie in 0..{len(classes) - 1} (one per class name)")
+    if "superclass_of_class" in payload:
+        sup = payload["superclass_of_class"]
+        if len(sup) != len(classes) or any(not 0 <= c < len(payload.get("superclasses", [])) for c in sup):
+            fail("'superclass_of_class' needs one index into 'superclasses' per class")
 
 
 def load_split(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

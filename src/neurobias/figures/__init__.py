@@ -28,10 +28,13 @@ from .noise_robustness import (
     order_arms,
     plot_noise_robustness,
 )
+from .adversarial import plot_adversarial  # noqa: E402  (after noise_robustness: it reuses its styles)
 
 #: figure name -> plotting function (see module docstring for the contract).
 FIGURES: dict[str, Callable[..., None]] = {
     "noise_robustness": plot_noise_robustness,
+    # takes tidy per-model rows (one per arm x seed x metric), not a summary
+    "adversarial": plot_adversarial,
 }
 
 __all__ = [

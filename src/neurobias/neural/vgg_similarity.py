@@ -19,10 +19,9 @@ import numpy as np
 import torch
 import torchvision
 
+from ..sources import VGG19_FILE, VGG19_URL
 from .similarity import neural_similarity
 
-VGG19_URL = torchvision.models.VGG19_Weights.IMAGENET1K_V1.url
-VGG19_FILE = Path(VGG19_URL).name
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CONV3_1 = 12  # features[:12] ends with conv3_1's ReLU
