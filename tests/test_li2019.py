@@ -78,6 +78,7 @@ def li_config(url, sha256):
                                                  "core_channels": 4, "core_layers": 2}}}
     study = cfg["studies"].pop("tiny")
     study["recording"] = "cadena"
+    study.pop("control_arms", None)
     study["similarity"] = {"vgg_weights": "random"}
     study["arms"] = {"none": {"regulariser": "none"},
                      "vgg": {"regulariser": "similarity", "target": "vgg", "alpha": 1, "layers": ["layer1"],

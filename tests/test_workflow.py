@@ -103,8 +103,14 @@ def test_evaluation_stats_and_figure(run_dir):
     got = summary.set_index(["arm", "level"])["mean"]
     pd.testing.assert_series_equal(got.sort_index(), expected.sort_index(), check_names=False)
     tests = pd.read_csv(run_dir / "results/stats/tiny/gaussian_noise_tests.csv")
-    assert len(tests) == (len(ARMS) - 1) * len(LEVELS)
-    assert set(tests["arm"]) == set(ARMS) - {"none"} and (tests["baseline"] == "none").all()
+    for baseline in ["none", *STUDY["control_arms"]]:
+        rows = tests[tests["baseline"] == baseline]
+        assert len(rows) == (len(ARMS) - 1) * len(LEVELS)
+        assert set(rows["arm"]) == set(ARMS) - {baseline}
+        # the difference column is arm mean minus that baseline's mean, level by level
+        means = summary.set_index(["arm", "level"])["mean"]
+        for _, row in rows.iterrows():
+            assert row["difference"] == pytest.approx(means[(row["arm"], row["level"])] - means[(baseline, row["level"])])
     finite = tests["p"].dropna()
     assert finite.between(0, 1).all()
     png = run_dir / "figures/tiny/noise_robustness.png"

@@ -54,6 +54,9 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         if baseline not in study["arms"]:
             raise ConfigError(f"config field '{where}.baseline_arm': {baseline!r} is not one of the arms "
                               f"{sorted(study['arms'])}")
+        unknown = [a for a in study.get("control_arms", []) if a not in study["arms"]]
+        if unknown:
+            raise ConfigError(f"config field '{where}.control_arms': {unknown} are not arms {sorted(study['arms'])}")
         for arm_name, arm in study["arms"].items():
             if arm["regulariser"] == "none":
                 continue

@@ -257,14 +257,19 @@ def evaluate_adversarial(study_name: str, arm: str, seed: int, params: dict, mod
 
 
 # -- statistics and figures -----------------------------------------------------------------------
-def statistics(csv_paths, baseline: str, out_summary, out_tests) -> None:
+def statistics(csv_paths, baseline: str, out_summary, out_tests, controls=()) -> None:
+    """Summary per arm and level; every arm vs the baseline, and vs each control arm (e.g. the
+    regulariser arms vs Shuffle: does the real target beat a target with the same statistics?).
+    The ``baseline`` column of the tests table says which comparison a row is."""
     from .stats import compare_to_baseline, summarise
     started = time.time()
     tidy = pd.concat([pd.read_csv(p) for p in csv_paths], ignore_index=True)
     _write_csv(summarise(tidy), out_summary)
-    _write_csv(compare_to_baseline(tidy, baseline=baseline), out_tests)
+    tests = [compare_to_baseline(tidy, baseline=b) for b in [baseline, *controls] if b in set(tidy["arm"])]
+    _write_csv(pd.concat(tests, ignore_index=True), out_tests)
     write_provenance(Path(out_tests).parent, job="stats", filename=f"provenance_{Path(out_tests).stem}.json",
-                     config_slice={"baseline": baseline, "inputs": [str(p) for p in csv_paths]}, started=started)
+                     config_slice={"baseline": baseline, "controls": list(controls),
+                                   "inputs": [str(p) for p in csv_paths]}, started=started)
 
 
 def adversarial_figure(csv_paths, tests_path, study_name: str, study: dict, out_pdf, out_png) -> None:
@@ -274,7 +279,8 @@ def adversarial_figure(csv_paths, tests_path, study_name: str, study: dict, out_
     tidy = tidy[tidy["metric"].isin(["median_l2", "median_linf"])]
     note = study.get("figure_note", "") + f" n = {len(study['seeds'])} seeds per arm; median minimal " \
         "perturbation (Foolbox FMN) per model; bars mean ± SEM; * p < 0.05 (one-tailed Welch t-test vs baseline)."
-    FIGURES["adversarial"](tidy, pd.read_csv(tests_path), title=f"{study_name}: minimal adversarial perturbation",
+    tests = pd.read_csv(tests_path)
+    FIGURES["adversarial"](tidy, tests[tests["baseline"] == study["baseline_arm"]], title=f"{study_name}: minimal adversarial perturbation",
                            note=note.strip(), out_pdf=out_pdf, out_png=out_png)
     write_provenance(Path(out_pdf).parent, job="figure_adversarial", filename="provenance_adversarial.json",
                      config_slice={"study": study_name, "seeds": study["seeds"]}, started=started)
@@ -287,6 +293,7 @@ def noise_figure(summary_path, tests_path, study_name: str, study: dict, out_pdf
     chance = 1.0 / len(load_split(test_split_path)[2]) if test_split_path else None
     summary = pd.read_csv(summary_path)
     tests = pd.read_csv(tests_path)
+    tests = tests[tests["baseline"] == study["baseline_arm"]]  # stars: each arm vs the baseline
     n_seeds = len(study["seeds"])
     note = study.get("figure_note", "") + f" n = {n_seeds} seeds per arm; mean ± SEM; * p < 0.05, ** p < 0.001 " \
         "(one-tailed Welch t-test vs baseline)."

@@ -1,4 +1,5 @@
-# Stage 7: statistics over seeds: per level, each arm vs the baseline (one-tailed Welch t-test).
+# Stage 7: statistics over seeds: per level, each arm vs the baseline and vs each control arm
+# (one-tailed Welch t-tests).
 
 
 rule stats:
@@ -15,6 +16,7 @@ rule stats:
         tests="results/stats/{study}/{evaluation}_tests.csv",
     params:
         baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
+        controls=lambda wc: study_cfg(wc.study).get("control_arms", []),
     log:
         "logs/stats/{study}/{evaluation}.log",
     threads: 1
