@@ -89,3 +89,15 @@ def test_similarity_targets_always_include_the_diagnostic_model_target(demo):
     only_none = copy.deepcopy(study)
     only_none["arms"] = {"none": {"regulariser": "none"}}
     assert similarity_targets(only_none) == ["model"]
+
+
+def test_step_schedule_needs_its_parameters(demo):
+    demo["studies"]["demo"]["training"]["lr_schedule"] = {"kind": "step"}
+    msg = error_of(demo)
+    assert "studies.demo.training.lr_schedule" in msg and "every" in msg
+
+
+def test_unknown_diagnostic_layer(demo):
+    demo["studies"]["demo"]["model"]["diagnostic_layers"] = ["layer_1"]
+    msg = error_of(demo)
+    assert "studies.demo.model.diagnostic_layers" in msg and "layer_1" in msg

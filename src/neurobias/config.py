@@ -57,6 +57,10 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         unknown = [a for a in study.get("control_arms", []) if a not in study["arms"]]
         if unknown:
             raise ConfigError(f"config field '{where}.control_arms': {unknown} are not arms {sorted(study['arms'])}")
+        bad = [t for t in study["model"].get("diagnostic_layers", []) if t not in RESNET_TAPS]
+        if bad:
+            raise ConfigError(f"config field '{where}.model.diagnostic_layers': unknown layer(s) {bad}; "
+                              f"resnet taps are {list(RESNET_TAPS)}")
         for arm_name, arm in study["arms"].items():
             if arm["regulariser"] == "none":
                 continue
@@ -67,7 +71,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
             bad = [t for t in arm["layers"] if t not in RESNET_TAPS]
             if bad:
                 raise ConfigError(f"config field '{where}.arms.{arm_name}.layers': unknown layer(s) {bad}; "
-                                  f"resnet18 taps are {list(RESNET_TAPS)}")
+                                  f"resnet taps are {list(RESNET_TAPS)}")
         studies = config.get("studies_to_run")
         if studies:
             unknown = [s for s in studies if s not in config["studies"]]

@@ -12,6 +12,7 @@ defines the run; a checkpoint from a different configuration is ignored, never r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -25,6 +26,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from . import __version__
 from .models import build_classifier
 from .regularisers import REGULARISERS
 
@@ -81,6 +83,21 @@ def augment(x: torch.Tensor, cfg: TrainingConfig, g: torch.Generator) -> torch.T
     return x
 
 
+@contextlib.contextmanager
+def frozen_batchnorm_statistics(model: torch.nn.Module):
+    """Normalise with the batch's own statistics but leave the running estimates untouched."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
+    for m in bns:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(bns, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
+
+
 def stimuli_as_inputs(stimuli_uint8: np.ndarray, channels: int, size: int) -> torch.Tensor:
     """Grey stimulus images [N,H,W] uint8 -> network inputs [N,C,size,size] in [0,1]."""
     x = torch.as_tensor(stimuli_uint8, dtype=torch.float32)[:, None] / 255.0
@@ -125,6 +142,13 @@ def heldout_similarity_fit(model, regulariser, taps, stimuli: torch.Tensor, rows
     return _pearson(s[iu[0], iu[1]], t[iu[0], iu[1]])
 
 
+def _digest(array) -> str | None:
+    if array is None:
+        return None
+    a = array.numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes() + str(a.dtype).encode() + str(a.shape).encode()).hexdigest()[:16]
+
+
 def run_hash(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -156,8 +180,12 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
     val_x, val_y, _ = val
     n_classes, channels, size = len(classes), train_x.shape[1], train_x.shape[-1]
 
+    # Everything that defines the run, data included (a shuffled target has the same sum as the
+    # real one, so hash the bytes), so a checkpoint from any other run is never resumed.
     spec = {"arm": arm, "model": model_cfg, "training": asdict(training), "seed": seed,
-            "n_train": len(train_x), "target": None if target is None else float(np.asarray(target, np.float64).sum())}
+            "package": __version__,
+            "data": [_digest(a) for a in (train_x, train_y, val_x, val_y, stimuli, stimulus_tiers,
+                                          target, diagnostic_target)]}
     spec_hash = run_hash(spec)
 
     torch.manual_seed(seed)
@@ -218,14 +246,16 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
             idx = order[step * training.batch_size:(step + 1) * training.batch_size]
             x = augment(train_x_dev[idx].float() / 255.0, training, g)
             y = train_y_dev[idx]
+            logits = model(x)
             if regulariser is not None:
                 rows = regulariser.stimulus_batch(g).to(device)
-                # One forward pass over task and stimulus images together: one set of kernels.
-                logits, feats = model.forward_taps(torch.cat([x, stim_dev[rows]]), regulariser.taps)
-                logits = logits[: len(x)]
-                sim = regulariser.loss({t: f[len(x):] for t, f in feats.items()}, rows)
+                # Stimuli get their own forward pass, and BatchNorm's running statistics ignore
+                # it: the classifier's batches and the evaluated network are then built exactly
+                # as in the unregularised arm, and only the similarity gradient differs.
+                with frozen_batchnorm_statistics(model):
+                    _, feats = model.forward_taps(stim_dev[rows], regulariser.taps)
+                sim = regulariser.loss(feats, rows)
             else:
-                logits = model(x)
                 sim = torch.zeros((), device=device)
             ce = F.cross_entropy(logits, y)
             loss = ce + weight * sim

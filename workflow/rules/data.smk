@@ -12,7 +12,7 @@ rule make_dataset:
         cfg=lambda wc: config["datasets"][wc.dataset],
     log:
         "logs/make_dataset/{dataset}.log",
-    threads: 1
+    threads: job_threads("cpu_jobs", 1)
     resources:
         **job_resources("cpu_jobs"),
     conda:

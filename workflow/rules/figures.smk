@@ -11,7 +11,7 @@ rule figure_noise_robustness:
         png="figures/{study}/noise_robustness.png",
     log:
         "logs/figures/{study}/noise_robustness.log",
-    threads: 1
+    threads: job_threads("cpu_jobs", 1)
     resources:
         **job_resources("cpu_jobs"),
     conda:
@@ -34,7 +34,7 @@ rule figure_adversarial:
         png="figures/{study}/adversarial.png",
     log:
         "logs/figures/{study}/adversarial.log",
-    threads: 1
+    threads: job_threads("cpu_jobs", 1)
     resources:
         **job_resources("cpu_jobs"),
     conda:

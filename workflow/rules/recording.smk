@@ -11,7 +11,7 @@ rule make_recording:
         cfg=lambda wc: config["recordings"][wc.recording],
     log:
         "logs/make_recording/{recording}.log",
-    threads: 1
+    threads: job_threads("cpu_jobs", 1)
     resources:
         **job_resources("cpu_jobs"),
     conda:

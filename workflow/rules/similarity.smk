@@ -26,7 +26,7 @@ rule similarity:
         image_size=lambda wc: image_size_of(config["datasets"][study_cfg(wc.study)["dataset"]]),
     log:
         "logs/similarity/{study}/{kind}.log",
-    threads: 1
+    threads: job_threads("cpu_jobs", 1)
     resources:
         **job_resources("cpu_jobs"),
     conda:
@@ -47,7 +47,7 @@ rule similarity_diagnostics:
         "results/similarity/{study}/diagnostics.json",
     log:
         "logs/similarity/{study}/diagnostics.log",
-    threads: 1
+    threads: job_threads("cpu_jobs", 1)
     resources:
         **job_resources("cpu_jobs"),
     conda:

@@ -19,7 +19,7 @@ rule stats:
         controls=lambda wc: study_cfg(wc.study).get("control_arms", []),
     log:
         "logs/stats/{study}/{evaluation}.log",
-    threads: 1
+    threads: job_threads("cpu_jobs", 1)
     resources:
         **job_resources("cpu_jobs"),
     conda:

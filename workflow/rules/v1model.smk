@@ -11,7 +11,7 @@ rule fit_v1_model:
         cfg=lambda wc: config["recordings"][wc.recording].get("v1_model", {}),
     log:
         "logs/fit_v1_model/{recording}.log",
-    threads: 2  # the one stage nothing else overlaps with: use both cores
+    threads: max(2, job_threads("gpu_jobs", 2))  # nothing else overlaps with this stage
     resources:
         **job_resources("gpu_jobs"),
     conda:

@@ -12,12 +12,15 @@ unit is centred over the images of the stimulus batch (mirroring the per-neuron 
 then S^l_ij is the cosine of the centred vectors; layers combine with trainable weights
 gamma = softmax(w):  S^CNN_ij = sum_l gamma_l S^l_ij  (see :mod:`neurobias.regularisers.similarity`).
 
-Kinds of neural target (the config's ``similarity.kinds``), an extension point via
-:data:`TARGET_KINDS`:
+Kinds of target (an arm's ``target``; built by :func:`neurobias.jobs.similarity_target`):
 
 - ``model``: from the V1 predictive model's predicted (denoised) responses (Li's Neural(model));
 - ``data``: from trial-averaged recorded responses (Neural(data));
-- ``shuffle``: the ``model`` matrix with image identities permuted (Li's Shuffle control).
+- ``shuffle``: the ``model`` matrix with image identities permuted (Li's Shuffle control);
+- ``vgg``: from ImageNet VGG-19 conv3_1 features (:mod:`neurobias.neural.vgg_similarity`).
+
+Centring the CNN features over a small stimulus batch makes their off-diagonal cosines average
+about -1/(B-1) rather than 0 (B = 32: -0.03); the neural target is z-scored over all images.
 """
 
 from __future__ import annotations
