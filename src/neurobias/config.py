@@ -31,6 +31,12 @@ def _field(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+def _check_layers(field: str, layers) -> None:
+    bad = [t for t in layers if t not in RESNET_TAPS]
+    if bad:
+        raise ConfigError(f"config field '{field}': unknown layer(s) {bad}; resnet taps are {list(RESNET_TAPS)}")
+
+
 def validate_config(config: dict, schema: dict | None = None) -> dict:
     """Raise :class:`ConfigError` on the first problem; fill schema defaults; return the config."""
     schema = schema or load_schema()
@@ -57,10 +63,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         unknown = [a for a in study.get("control_arms", []) if a not in study["arms"]]
         if unknown:
             raise ConfigError(f"config field '{where}.control_arms': {unknown} are not arms {sorted(study['arms'])}")
-        bad = [t for t in study["model"].get("diagnostic_layers", []) if t not in RESNET_TAPS]
-        if bad:
-            raise ConfigError(f"config field '{where}.model.diagnostic_layers': unknown layer(s) {bad}; "
-                              f"resnet taps are {list(RESNET_TAPS)}")
+        _check_layers(f"{where}.model.diagnostic_layers", study["model"].get("diagnostic_layers", []))
         for arm_name, arm in study["arms"].items():
             if arm["regulariser"] == "none":
                 continue
@@ -68,10 +71,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
                 if key not in arm:
                     raise ConfigError(f"config field '{where}.arms.{arm_name}.{key}': required for the "
                                       f"{arm['regulariser']!r} regulariser")
-            bad = [t for t in arm["layers"] if t not in RESNET_TAPS]
-            if bad:
-                raise ConfigError(f"config field '{where}.arms.{arm_name}.layers': unknown layer(s) {bad}; "
-                                  f"resnet taps are {list(RESNET_TAPS)}")
+            _check_layers(f"{where}.arms.{arm_name}.layers", arm["layers"])
         studies = config.get("studies_to_run")
         if studies:
             unknown = [s for s in studies if s not in config["studies"]]

@@ -174,7 +174,8 @@ def similarity_target(kind: str, recording_path, v1_model_path, out_path, *, shu
     _save_npy(s, out_path)
     write_provenance(Path(out_path).parent, job=f"similarity_{kind}", filename=f"provenance_{kind}.json",
                      config_slice={"kind": kind, "shuffle_seed": shuffle_seed,
-                                   "vgg_weights": None if vgg_weights_path is None else str(vgg_weights_path)}, device=device, started=started)
+                                   "vgg_weights": None if vgg_weights_path is None else str(vgg_weights_path)},
+                     device=device, started=started)
 
 
 def similarity_diagnostics(target_paths: dict[str, str], recording_path, out_path) -> dict:
@@ -265,7 +266,7 @@ def statistics(csv_paths, baseline: str, out_summary, out_tests, controls=()) ->
     started = time.time()
     tidy = pd.concat([pd.read_csv(p) for p in csv_paths], ignore_index=True)
     _write_csv(summarise(tidy), out_summary)
-    tests = [compare_to_baseline(tidy, baseline=b) for b in [baseline, *controls] if b in set(tidy["arm"])]
+    tests = [compare_to_baseline(tidy, baseline=b) for b in [baseline, *controls]]
     _write_csv(pd.concat(tests, ignore_index=True), out_tests)
     write_provenance(Path(out_tests).parent, job="stats", filename=f"provenance_{Path(out_tests).stem}.json",
                      config_slice={"baseline": baseline, "controls": list(controls),
@@ -280,7 +281,8 @@ def adversarial_figure(csv_paths, tests_path, study_name: str, study: dict, out_
     note = study.get("figure_note", "") + f" n = {len(study['seeds'])} seeds per arm; median minimal " \
         "perturbation (Foolbox FMN) per model; bars mean ± SEM; * p < 0.05 (one-tailed Welch t-test vs baseline)."
     tests = pd.read_csv(tests_path)
-    FIGURES["adversarial"](tidy, tests[tests["baseline"] == study["baseline_arm"]], title=f"{study_name}: minimal adversarial perturbation",
+    FIGURES["adversarial"](tidy, tests[tests["baseline"] == study["baseline_arm"]],
+                           title=f"{study_name}: minimal adversarial perturbation",
                            note=note.strip(), out_pdf=out_pdf, out_png=out_png)
     write_provenance(Path(out_pdf).parent, job="figure_adversarial", filename="provenance_adversarial.json",
                      config_slice={"study": study_name, "seeds": study["seeds"]}, started=started)

@@ -83,10 +83,14 @@ def augment(x: torch.Tensor, cfg: TrainingConfig, g: torch.Generator) -> torch.T
     return x
 
 
+def batchnorm_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
 @contextlib.contextmanager
-def frozen_batchnorm_statistics(model: torch.nn.Module):
-    """Normalise with the batch's own statistics but leave the running estimates untouched."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+def frozen_batchnorm_statistics(bns: list[torch.nn.Module]):
+    """Normalise with the batch's own statistics but leave the running estimates of the given
+    BatchNorm layers (:func:`batchnorm_layers`, collected once, outside the step loop) untouched."""
     saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
     for m in bns:
         m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
@@ -229,6 +233,7 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
             print(f"ignoring {ckpt_path}: it belongs to a different configuration", flush=True)
 
     train_x_dev, train_y_dev = train_x.to(device), train_y.to(device)
+    bns = batchnorm_layers(model)
     stim_dev = stim.to(device)
     n = len(train_x)
     steps = n // training.batch_size  # drop the ragged last batch: BN needs > 1 sample
@@ -252,7 +257,7 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
                 # Stimuli get their own forward pass, and BatchNorm's running statistics ignore
                 # it: the classifier's batches and the evaluated network are then built exactly
                 # as in the unregularised arm, and only the similarity gradient differs.
-                with frozen_batchnorm_statistics(model):
+                with frozen_batchnorm_statistics(bns):
                     _, feats = model.forward_taps(stim_dev[rows], regulariser.taps)
                 sim = regulariser.loss(feats, rows)
             else:
