@@ -14,8 +14,14 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .layer_names import ARCHITECTURE_OPTIONS, ARCHITECTURE_TAPS
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-RESNET_TAPS = ("stem", "layer1", "layer2", "layer3", "layer4")
+LI_TARGETS = ("model", "data", "shuffle", "vgg")
+RSM_TARGETS = ("rsm_v1", "rsm_v1_shuffle", "rsm_gaussian_v1", "rsm_gaussian_other")
+# Per regulariser: the arm fields it needs and the targets it accepts.
+REGULARISER_FIELDS = {"similarity": (("target", "alpha", "layers"), LI_TARGETS),
+                      "rsm": (("target", "r", "layer"), RSM_TARGETS)}
 
 
 class ConfigError(ValueError):
@@ -31,10 +37,41 @@ def _field(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def _check_layers(field: str, layers) -> None:
-    bad = [t for t in layers if t not in RESNET_TAPS]
+def _check_layers(field: str, layers, architecture: str) -> None:
+    taps = ARCHITECTURE_TAPS[architecture]
+    bad = [t for t in layers if t not in taps]
     if bad:
-        raise ConfigError(f"config field '{field}': unknown layer(s) {bad}; resnet taps are {list(RESNET_TAPS)}")
+        raise ConfigError(f"config field '{field}': unknown layer(s) {bad}; {architecture} taps are {list(taps)}")
+
+
+def sweep_arm_name(base: str, sweep: str, value: float) -> str:
+    return f"{base}_{'labelnoise' if sweep == 'label_noise' else 'r'}{value:g}"
+
+
+def expand_sweeps(study: dict, where: str) -> None:
+    """Add the arms a study's ``sweeps`` generate (in place; idempotent).
+
+    ``label_noise``: every listed arm again at each fraction of corrupted labels, named
+    ``<arm>_labelnoise<f>`` and marked ``sweep_of: <arm>`` (tables show it as <arm> at level f);
+    ``r``: every listed (rsm) arm again at each weight r, named ``<arm>_r<value>``."""
+    arms = study["arms"]
+    for sweep, key, values_key in (("label_noise", "label_noise", "fractions"), ("r", "r", "values")):
+        spec = study.get("sweeps", {}).get(sweep)
+        if not spec:
+            continue
+        for base in spec["arms"]:
+            if base not in arms:
+                raise ConfigError(f"config field '{where}.sweeps.{sweep}.arms': {base!r} is not one of the "
+                                  f"arms {sorted(arms)}")
+            if sweep == "r" and arms[base]["regulariser"] != "rsm":
+                raise ConfigError(f"config field '{where}.sweeps.r.arms': {base!r} is not an rsm arm")
+            for value in spec[values_key]:
+                name = sweep_arm_name(base, sweep, value)
+                if name in arms and arms[name].get("sweep_of") != base:
+                    raise ConfigError(f"config field '{where}.arms.{name}': clashes with an arm the "
+                                      f"'{sweep}' sweep generates")
+                arms[name] = {**{k: v for k, v in arms[base].items() if k != "sweep_of"}, key: value,
+                              "sweep_of": base}
 
 
 def validate_config(config: dict, schema: dict | None = None) -> dict:
@@ -63,15 +100,30 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         unknown = [a for a in study.get("control_arms", []) if a not in study["arms"]]
         if unknown:
             raise ConfigError(f"config field '{where}.control_arms': {unknown} are not arms {sorted(study['arms'])}")
-        _check_layers(f"{where}.model.diagnostic_layers", study["model"].get("diagnostic_layers", []))
+        architecture = study["model"]["architecture"]
+        bad = sorted(set(study["model"]) - {"architecture", "diagnostic_layers"} - ARCHITECTURE_OPTIONS[architecture])
+        if bad:
+            raise ConfigError(f"config field '{where}.model.{bad[0]}': not an option of {architecture} "
+                              f"(options: {sorted(ARCHITECTURE_OPTIONS[architecture])})")
+        _check_layers(f"{where}.model.diagnostic_layers", study["model"].get("diagnostic_layers", []), architecture)
+        expand_sweeps(study, where)
         for arm_name, arm in study["arms"].items():
             if arm["regulariser"] == "none":
                 continue
-            for key in ("target", "alpha", "layers"):
+            required, targets = REGULARISER_FIELDS[arm["regulariser"]]
+            for key in required:
                 if key not in arm:
                     raise ConfigError(f"config field '{where}.arms.{arm_name}.{key}': required for the "
                                       f"{arm['regulariser']!r} regulariser")
-            _check_layers(f"{where}.arms.{arm_name}.layers", arm["layers"])
+            if arm["target"] not in targets:
+                raise ConfigError(f"config field '{where}.arms.{arm_name}.target': {arm['target']!r} is not a "
+                                  f"target of the {arm['regulariser']!r} regulariser; expected one of {list(targets)}")
+            layers = arm["layers"] if arm["regulariser"] == "similarity" else [arm["layer"]]
+            _check_layers(f"{where}.arms.{arm_name}.{'layers' if arm['regulariser'] == 'similarity' else 'layer'}",
+                          layers, architecture)
+        if "learning_curves" in study["evaluations"] and not study["training"].get("track_test"):
+            raise ConfigError(f"config field '{where}.training.track_test': must be true for the "
+                              f"learning_curves evaluation (it reads per-epoch test metrics)")
         studies = config.get("studies_to_run")
         if studies:
             unknown = [s for s in studies if s not in config["studies"]]

@@ -151,9 +151,11 @@ def fit_v1_model(recording_path, params: dict, out_model, out_metrics, device: s
 # -- similarity targets ---------------------------------------------------------------------------
 def similarity_target(kind: str, recording_path, v1_model_path, out_path, *, shuffle_seed: int = 0,
                       model_similarity_path=None, vgg_weights_path=None, image_size: int = 32,
+                      rsm_metric: str = "cosine", gaussian_other: dict | None = None,
                       device: str = "cpu") -> None:
     """Write S_neural of one kind over all the recording's stimulus images."""
     from .neural.recording import Recording
+    from .neural.rsm import TEACHERS, teacher_rsm
     from .neural.similarity import neural_similarity, shuffle_similarity
     from .neural.v1_model import load_v1_model, predict_responses
     started = time.time()
@@ -165,15 +167,19 @@ def similarity_target(kind: str, recording_path, v1_model_path, out_path, *, shu
         s = neural_similarity(rec.trial_average())
     elif kind == "shuffle":
         s = shuffle_similarity(np.load(model_similarity_path), shuffle_seed)
+    elif kind in TEACHERS:
+        s = teacher_rsm(kind, rec.trial_average(), metric=rsm_metric, seed=shuffle_seed,
+                        gaussian_other=gaussian_other)
     elif kind == "vgg":
         from .neural.vgg_similarity import vgg_similarity
         # no weights file: the config asked for a randomly initialised VGG-19 (tests, control)
         s = vgg_similarity(rec.images, image_size, vgg_weights_path, seed=shuffle_seed, device=device)
     else:
-        raise ValueError(f"similarity kind {kind!r}: expected model, data, shuffle or vgg")
+        raise ValueError(f"similarity kind {kind!r}: expected model, data, shuffle, vgg or one of {TEACHERS}")
     _save_npy(s, out_path)
     write_provenance(Path(out_path).parent, job=f"similarity_{kind}", filename=f"provenance_{kind}.json",
-                     config_slice={"kind": kind, "shuffle_seed": shuffle_seed,
+                     config_slice={"kind": kind, "shuffle_seed": shuffle_seed, "rsm_metric": rsm_metric,
+                                   "gaussian_other": gaussian_other,
                                    "vgg_weights": None if vgg_weights_path is None else str(vgg_weights_path)},
                      device=device, started=started)
 
@@ -194,10 +200,10 @@ def similarity_diagnostics(target_paths: dict[str, str], recording_path, out_pat
 
 # -- training and evaluation ----------------------------------------------------------------------
 def train(study: dict, arm_name: str, seed: int, data_dir, recording_path, target_path,
-          diagnostic_target_path, out_dir, device: str, progress: bool = True) -> None:
-    from .data import load_split
+          diagnostic_target_path, out_dir, device: str, progress: bool = True, test_path=None) -> None:
+    from .data import load_split, load_superclasses
     from .neural.recording import Recording
-    from .train import TrainingConfig, train_arm
+    from .train import TrainingConfig, resolve_precision, train_arm
     started = time.time()
     device = resolve_device(device)
     arm = study["arms"][arm_name]
@@ -207,8 +213,11 @@ def train(study: dict, arm_name: str, seed: int, data_dir, recording_path, targe
               stimuli=rec.images, stimulus_tiers=rec.tiers, target=target,
               diagnostic_target=np.load(diagnostic_target_path), arm=arm, model_cfg=study["model"],
               training=TrainingConfig(**study["training"]), seed=seed, device=device, out_dir=out_dir,
-              progress=progress)
+              progress=progress, test=load_split(test_path) if test_path else None,
+              superclass_of_class=load_superclasses(test_path) if test_path else None,
+              context={"rsm_metric": study.get("similarity", {}).get("rsm_metric", "cosine")})
     write_provenance(out_dir, job="train", seed=seed, device=device, started=started,
+                     extra={"precision": resolve_precision(study["training"].get("precision", "auto"), device)},
                      config_slice={"arm": arm_name, **{k: study[k] for k in ("dataset", "recording", "model", "training")},
                                    "arm_config": arm})
 
@@ -273,6 +282,45 @@ def statistics(csv_paths, baseline: str, out_summary, out_tests, controls=()) ->
                                    "inputs": [str(p) for p in csv_paths]}, started=started)
 
 
+def tidy_arm(arm_name: str, arm: dict) -> str:
+    """The arm a model is shown as: a label-noise sweep's copy is its base arm at another level."""
+    from .config import sweep_arm_name
+    base = arm.get("sweep_of")
+    if base and "label_noise" in arm and arm_name == sweep_arm_name(base, "label_noise", arm["label_noise"]):
+        return base
+    return arm_name
+
+
+def learning_curve_statistics(history_paths: dict, study_name: str, study: dict, out_tidy, out_summary,
+                              out_tests) -> None:
+    """Federer et al. 2020's statistics: per fraction of corrupted labels and epoch, each arm vs
+    the r = 0 arm (the baseline) trained on the same labels, one-tailed Welch t-test across seeds.
+    history_paths: {(arm, seed): history.csv}."""
+    from .stats import GROUP_KEYS, compare_to_baseline, learning_curve_records, summarise
+    started = time.time()
+    metrics = study["evaluations"]["learning_curves"].get("metrics") or None
+    frames = []
+    for (arm_name, seed), path in sorted(history_paths.items()):
+        arm = study["arms"][arm_name]
+        kw = {"metrics": metrics} if metrics else {}
+        frames.append(learning_curve_records(pd.read_csv(path), study=study_name, arm=tidy_arm(arm_name, arm),
+                                             seed=seed, label_noise=arm.get("label_noise", 0.0),
+                                             r=arm.get("r", 0.0) if arm["regulariser"] == "rsm" else 0.0, **kw))
+    tidy = pd.concat(frames, ignore_index=True)
+    _write_csv(tidy, out_tidy)
+    by = (*GROUP_KEYS, "epoch")
+    summary = summarise(tidy, by=(*by, "arm"))
+    r_of = tidy.groupby("arm")["r"].first()
+    summary["r"] = summary["arm"].map(r_of)
+    _write_csv(summary, out_summary)
+    tests = compare_to_baseline(tidy, baseline=study["baseline_arm"], by=by)
+    tests["r"] = tests["arm"].map(r_of)
+    _write_csv(tests, out_tests)
+    write_provenance(Path(out_tests).parent, job="stats_learning_curves", filename="provenance_learning_curves.json",
+                     config_slice={"baseline": study["baseline_arm"], "seeds": study["seeds"],
+                                   "inputs": sorted(str(p) for p in history_paths.values())}, started=started)
+
+
 def adversarial_figure(csv_paths, tests_path, study_name: str, study: dict, out_pdf, out_png) -> None:
     from .figures import FIGURES
     started = time.time()
@@ -304,3 +352,35 @@ def noise_figure(summary_path, tests_path, study_name: str, study: dict, out_pdf
                                 note=note.strip(), out_pdf=out_pdf, out_png=out_png, chance=chance)
     write_provenance(Path(out_pdf).parent, job="figure_noise_robustness", filename="provenance_noise_robustness.json",
                      config_slice={"study": study_name, "seeds": study["seeds"]}, started=started)
+
+
+def federer_roles(study: dict) -> dict:
+    """Which arm plays which part in Federer et al.'s figures, from the study's arms and sweeps."""
+    arms, base = study["arms"], study["baseline_arm"]
+    sweeps = study.get("sweeps", {})
+    rsm_arms = [a for a, c in arms.items() if c["regulariser"] == "rsm" and "sweep_of" not in c]
+    noisy = [a for a in sweeps.get("label_noise", {}).get("arms", []) if a != base]
+    teacher = (noisy or [a for a in rsm_arms if arms[a]["target"] == "rsm_v1"] or rsm_arms or [base])[0]
+    r_sweep = sweeps.get("r", {})
+    r_base = (r_sweep.get("arms") or [teacher])[0]
+    from .config import sweep_arm_name
+    return {"baseline": base, "teacher": teacher,
+            "max_level": max(sweeps.get("label_noise", {}).get("fractions", [0.0])),
+            "teachers": [base, *rsm_arms],
+            "r_arms": [r_base] + [sweep_arm_name(r_base, "r", v) for v in r_sweep.get("values", [])]}
+
+
+def federer_figure(figure: str, summary_path, tests_path, study_name: str, study: dict, out_pdf, out_png) -> None:
+    """Fig. 6 or Fig. 7 of Federer et al. 2020 (``figure``: federer_fig6 | federer_fig7)."""
+    from .figures import FIGURES
+    started = time.time()
+    note = study.get("figure_note", "") + f" n = {len(study['seeds'])} seeds per arm; mean ± SEM; " \
+        "* p < 0.05, ** p < 0.001 (one-tailed Welch t-test vs r = 0 on the same labels)."
+    roles = federer_roles(study)
+    label = {"federer_fig6": "Fig. 6: neural data and corrupted labels",
+             "federer_fig7": "Fig. 7: teacher variants and r"}[figure]
+    FIGURES[figure](pd.read_csv(summary_path), pd.read_csv(tests_path), roles=roles,
+                    title=f"{study_name} ({study['model']['architecture']}): {label}",
+                    note=note.strip(), out_pdf=out_pdf, out_png=out_png)
+    write_provenance(Path(out_pdf).parent, job=f"figure_{figure}", filename=f"provenance_{figure}.json",
+                     config_slice={"study": study_name, "seeds": study["seeds"], "roles": roles}, started=started)

@@ -27,8 +27,10 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import __version__
+from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
 from .models import build_classifier
-from .regularisers import REGULARISERS
+from .regularisers import build_regulariser, regularised_layers
+from .robustness.label_noise import corrupt_labels
 
 
 @dataclass
@@ -44,6 +46,36 @@ class TrainingConfig:
     crop_padding: int = 0
     flip: bool = False
     eval_batch_size: int = 512
+    # The fast path (issue 8): bf16 autocast for the network's forward pass where the device has
+    # native bf16 (CUDA, or a CPU with AVX512-BF16/AMX), channels_last memory layout. Losses,
+    # similarity matrices and evaluation stay in fp32. "fp32" gives the plain reference loop.
+    precision: str = "auto"  # auto | bf16 | fp32
+    channels_last: bool = True
+    # Federer et al. 2020: test-set metrics after every epoch and the generalisation error
+    # (training loss - test loss; training loss in eval mode on up to train_eval_images training
+    # images, with the labels the network was trained on, corrupted ones included).
+    track_test: bool = False
+    train_eval_images: int = 5000
+
+
+def resolve_precision(precision: str, device) -> str:
+    """'bf16' or 'fp32' for this device: 'auto' picks bf16 only where it is native (emulated bf16
+    on an old CPU is slower than fp32)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"training.precision: unknown {precision!r} (auto, bf16, fp32)")
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return "fp32"
+
+
+def autocast(device, precision: str):
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def learning_rate(cfg: TrainingConfig, epoch: int) -> float:
@@ -116,17 +148,38 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def predict(model, images: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+    """Logits (fp32, on the CPU) for uint8 images, in eval mode."""
+    model.eval()
+    return torch.cat([model(images[i:i + batch_size].to(device).float() / 255.0).float().cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
 def evaluate(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) on uint8 images."""
-    model.eval()
-    loss, correct = 0.0, 0
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(device).float() / 255.0
-        y = labels[i:i + batch_size].to(device)
-        logits = model(x)
-        loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-    return loss / len(images), correct / len(images)
+    logits = predict(model, images, batch_size, device)
+    return float(F.cross_entropy(logits, labels)), float((logits.argmax(1) == labels).float().mean())
+
+
+def epoch_test_metrics(model, test, train_images, train_labels, superclass_of_class, batch_size, device) -> dict:
+    """Federer et al. 2020's per-epoch numbers: test loss and accuracy, generalisation error
+    (training loss - test loss), and on datasets with superclasses (CIFAR-100) the share of test
+    errors whose predicted class lies in the true class's superclass."""
+    test_x, test_y = test[0], test[1]
+    logits = predict(model, test_x, batch_size, device)
+    pred = logits.argmax(1)
+    out = {"test_loss": float(F.cross_entropy(logits, test_y)),
+           "test_accuracy": float((pred == test_y).float().mean())}
+    train_loss, train_acc = evaluate(model, train_images, train_labels, batch_size, device)
+    out.update(train_eval_loss=train_loss, train_eval_accuracy=train_acc,
+               generalisation_error=train_loss - out["test_loss"])
+    if superclass_of_class is not None:
+        sup = torch.as_tensor(superclass_of_class)
+        same = sup[pred] == sup[test_y]
+        wrong = pred != test_y
+        out["test_superclass_accuracy"] = float(same.float().mean())
+        out["within_superclass_error"] = float((same & wrong).sum() / wrong.sum().clamp_min(1))
+    return out
 
 
 @torch.no_grad()
@@ -139,7 +192,9 @@ def heldout_similarity_fit(model, regulariser, taps, stimuli: torch.Tensor, rows
     from .neural.similarity import feature_similarity
     model.eval()
     _, feats = model.forward_taps(stimuli[rows].to(device), taps)
-    gamma = regulariser.gamma if regulariser is not None else torch.full((len(taps),), 1 / len(taps))
+    gamma = getattr(regulariser, "gamma", None)
+    if gamma is None:
+        gamma = torch.full((len(taps),), 1 / len(taps))
     s = sum(gamma[i].to(device) * feature_similarity(feats[t]) for i, t in enumerate(taps))
     iu = torch.triu_indices(len(rows), len(rows), offset=1)
     t = target.to(device)[rows][:, rows]
@@ -166,6 +221,7 @@ def _atomic_save(obj, path: Path) -> None:
 def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, target: np.ndarray | None,
               diagnostic_target: np.ndarray, arm: dict, model_cfg: dict, training: TrainingConfig,
               seed: int, device: str, out_dir: str | Path, progress: bool = True,
+              test=None, superclass_of_class: list[int] | None = None, context: dict | None = None,
               stop_after_epoch: int | None = None) -> pd.DataFrame:
     """Train one (arm, seed) and write ``model.pt`` and ``history.csv`` into ``out_dir``.
 
@@ -173,7 +229,10 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
     stimuli: grey stimulus images [M,H,W] uint8 with ``stimulus_tiers`` ('train'/'test');
     target: S_neural [M,M] for this arm (None for an unregularised arm); diagnostic_target: the
     matrix every arm's held-out fit is scored against.
-    arm: {"regulariser": "none" | "similarity", "alpha": float, "layers": [...], "stimulus_batch_size": int}
+    arm: {"regulariser": "none" | "similarity" | "rsm", ..., "label_noise": fraction of training
+    labels corrupted (optional)}; context: study-level settings for the regulariser (rsm_metric).
+    test: the test split, needed when ``training.track_test`` (per-epoch test metrics);
+    superclass_of_class: the dataset's coarse label per class, if it has one.
     ``stop_after_epoch`` simulates a killed job (tests).
     """
     out_dir = Path(out_dir)
@@ -183,13 +242,19 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
     train_x, train_y, classes = train
     val_x, val_y, _ = val
     n_classes, channels, size = len(classes), train_x.shape[1], train_x.shape[-1]
+    if arm.get("label_noise"):
+        train_y, _ = corrupt_labels(train_y, float(arm["label_noise"]), n_classes, seed)
+    if training.track_test and test is None:
+        raise ValueError("training.track_test: needs the test split")
 
     # Everything that defines the run, data included (a shuffled target has the same sum as the
     # real one, so hash the bytes), so a checkpoint from any other run is never resumed.
     spec = {"arm": arm, "model": model_cfg, "training": asdict(training), "seed": seed,
             "package": __version__,
+            "context": context,
             "data": [_digest(a) for a in (train_x, train_y, val_x, val_y, stimuli, stimulus_tiers,
-                                          target, diagnostic_target)]}
+                                          target, diagnostic_target)]
+            + ([_digest(test[0]), _digest(test[1]), superclass_of_class] if training.track_test else [])}
     spec_hash = run_hash(spec)
 
     torch.manual_seed(seed)
@@ -198,20 +263,20 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
     del x01
     options = {k: v for k, v in model_cfg.items() if k not in ("architecture", "diagnostic_layers")}
     model = build_classifier(model_cfg["architecture"], n_classes, channels, mean, std, **options).to(device)
+    precision = resolve_precision(training.precision, device)
+    memory_format = torch.channels_last if training.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    print(f"precision {precision}, memory format {'channels_last' if training.channels_last else 'NCHW'}", flush=True)
 
     stim = stimuli_as_inputs(stimuli, channels, size)
     train_rows = np.flatnonzero(stimulus_tiers == "train")
     test_rows = torch.as_tensor(np.flatnonzero(stimulus_tiers == "test")[:256])
     diag_target = torch.as_tensor(diagnostic_target, dtype=torch.float32)
-    kind = arm.get("regulariser", "none")
-    regulariser = None
-    if kind != "none":
-        if kind not in REGULARISERS:
-            raise ValueError(f"arms: unknown regulariser {kind!r}; known: none, {', '.join(REGULARISERS)}")
-        regulariser = REGULARISERS[kind](target, train_rows, tuple(arm["layers"]),
-                                         arm.get("stimulus_batch_size", 32)).to(device)
-    diag_taps = tuple(arm.get("layers") or model_cfg.get("diagnostic_layers") or ("layer1", "layer2"))
-    weight = float(arm.get("alpha", 0.0))
+    regulariser = build_regulariser(arm, target, train_rows, context)
+    if regulariser is not None:
+        regulariser = regulariser.to(device)
+    diag_taps = regularised_layers(arm) or tuple(model_cfg.get("diagnostic_layers")
+                                                 or DEFAULT_DIAGNOSTIC_TAPS[model_cfg["architecture"]])
 
     params = [{"params": model.parameters(), "weight_decay": training.weight_decay}]
     if regulariser is not None:
@@ -234,7 +299,7 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
 
     train_x_dev, train_y_dev = train_x.to(device), train_y.to(device)
     bns = batchnorm_layers(model)
-    stim_dev = stim.to(device)
+    stim_dev = stim.to(device).contiguous(memory_format=memory_format)
     n = len(train_x)
     steps = n // training.batch_size  # drop the ragged last batch: BN needs > 1 sample
     for epoch in range(start, training.epochs):
@@ -244,40 +309,48 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
         g = epoch_generator(seed, epoch)
         order = torch.randperm(n, generator=g).to(device)
         model.train()
-        sums = {"loss": 0.0, "ce": 0.0, "sim": 0.0, "correct": 0}
+        # Running sums stay on the device: no host synchronisation inside the step loop.
+        sums = torch.zeros(4, device=device)  # loss, ce, similarity, correct
+        n_active = 0  # steps that added the regulariser's penalty
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{training.epochs}", disable=not progress,
                    mininterval=5, file=None)
         for step in bar:
             idx = order[step * training.batch_size:(step + 1) * training.batch_size]
-            x = augment(train_x_dev[idx].float() / 255.0, training, g)
+            x = augment(train_x_dev[idx].float() / 255.0, training, g).contiguous(memory_format=memory_format)
             y = train_y_dev[idx]
-            logits = model(x)
-            if regulariser is not None:
+            with autocast(device, precision):
+                logits = model(x).float()
+            ce = F.cross_entropy(logits, y)
+            if regulariser is not None and regulariser.active(epoch, step):
                 rows = regulariser.stimulus_batch(g).to(device)
                 # Stimuli get their own forward pass, and BatchNorm's running statistics ignore
                 # it: the classifier's batches and the evaluated network are then built exactly
                 # as in the unregularised arm, and only the similarity gradient differs.
-                with frozen_batchnorm_statistics(bns):
+                with frozen_batchnorm_statistics(bns), autocast(device, precision):
                     _, feats = model.forward_taps(stim_dev[rows], regulariser.taps)
-                sim = regulariser.loss(feats, rows)
+                sim = regulariser.loss({t: f.float() for t, f in feats.items()}, rows)
+                loss = regulariser.total_loss(ce, sim)
+                n_active += 1
             else:
                 sim = torch.zeros((), device=device)
-            ce = F.cross_entropy(logits, y)
-            loss = ce + weight * sim
+                loss = ce
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            sums["loss"] += float(loss.detach())
-            sums["ce"] += float(ce.detach())
-            sums["sim"] += float(sim.detach())
-            sums["correct"] += int((logits.argmax(1) == y).sum())
+            sums += torch.stack([loss.detach(), ce.detach(), sim.detach(),
+                                 (logits.detach().argmax(1) == y).sum().float()])
+        sums = dict(zip(("loss", "ce", "sim", "correct"), sums.tolist()))
         val_loss, val_acc = evaluate(model, val_x, val_y, training.eval_batch_size, device)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": sums["loss"] / steps,
-               "train_ce": sums["ce"] / steps, "train_similarity_loss": sums["sim"] / steps,
+               "train_ce": sums["ce"] / steps, "train_similarity_loss": sums["sim"] / max(n_active, 1),
                "train_accuracy": sums["correct"] / (steps * training.batch_size),
                "val_loss": val_loss, "val_accuracy": val_acc,
                "heldout_similarity_r": heldout_similarity_fit(model, regulariser, diag_taps, stim_dev,
                                                               test_rows, diag_target, device)}
+        if training.track_test:
+            row.update(epoch_test_metrics(model, test, train_x[:training.train_eval_images],
+                                          train_y[:training.train_eval_images], superclass_of_class,
+                                          training.eval_batch_size, device))
         if regulariser is not None:
             row.update(regulariser.log())
         history.append(row)
@@ -300,7 +373,8 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
 
 def save_classifier(model, model_cfg: dict, n_classes: int, channels: int, path: Path) -> None:
     _atomic_save({"model_cfg": dict(model_cfg), "num_classes": n_classes, "in_channels": channels,
-                  "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, Path(path))
+                  # contiguous: the canonical layout, whatever memory format training used
+                  "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}}, Path(path))
 
 
 def load_classifier(path, device="cpu"):
@@ -310,6 +384,6 @@ def load_classifier(path, device="cpu"):
     options = {k: v for k, v in cfg.items() if k not in ("architecture", "diagnostic_layers")}
     sd = blob["state_dict"]
     model = build_classifier(cfg["architecture"], blob["num_classes"], blob["in_channels"],
-                             sd["mean"].flatten(), sd["std"].flatten(), **options)
+                             sd["mean"].flatten().clone(), sd["std"].flatten().clone(), **options)
     model.load_state_dict(sd)
     return model.to(device).eval()

@@ -60,6 +60,10 @@ def all_targets():
             if evaluation in evaluations:
                 targets += [f"figures/{study}/{figure}.pdf", f"figures/{study}/{figure}.png",
                             f"results/stats/{study}/{evaluation}_tests.csv"]
+        if "learning_curves" in evaluations:  # Federer 2020
+            targets += [f"figures/{study}/{figure}.{ext}" for figure in ("federer_fig6", "federer_fig7")
+                        for ext in ("pdf", "png")]
+            targets.append(f"results/stats/{study}/learning_curves_tests.csv")
     return targets
 
 
@@ -70,6 +74,6 @@ def target_path(study, arm):
 
 wildcard_constraints:
     study=r"[A-Za-z0-9_\-]+",
-    arm=r"[A-Za-z0-9_\-]+",
+    arm=r"[A-Za-z0-9_.\-]+",
     seed=r"\d+",
     kind=r"[a-z_]+",

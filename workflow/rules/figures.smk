@@ -41,3 +41,23 @@ rule figure_adversarial:
         "../../envs/neurobias.yaml"
     script:
         "../scripts/figure_adversarial.py"
+
+
+rule figure_federer:
+    input:
+        summary="results/stats/{study}/learning_curves_summary.csv",
+        tests="results/stats/{study}/learning_curves_tests.csv",
+    output:
+        pdf="figures/{study}/{figure}.pdf",
+        png="figures/{study}/{figure}.png",
+    wildcard_constraints:
+        figure="federer_fig6|federer_fig7",
+    log:
+        "logs/figures/{study}/{figure}.log",
+    threads: job_threads("cpu_jobs", 1)
+    resources:
+        **job_resources("cpu_jobs"),
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/figure_federer.py"

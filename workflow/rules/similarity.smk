@@ -1,4 +1,5 @@
-# Stage 4: S_neural targets (model, data, shuffle) and diagnostics of what they can teach.
+# Stage 4: similarity targets (Li's S_neural: model, data, shuffle, vgg; Federer's teacher RSMs:
+# rsm_v1, rsm_v1_shuffle, rsm_gaussian_v1, rsm_gaussian_other) and diagnostics of what they can teach.
 
 
 def recording_of(wc):
@@ -8,7 +9,9 @@ def recording_of(wc):
 rule similarity:
     input:
         recording=recording_of,
-        v1model=lambda wc: f"results/v1model/{study_cfg(wc.study)['recording']}/model.pt",
+        v1model=lambda wc: (
+            f"results/v1model/{study_cfg(wc.study)['recording']}/model.pt" if wc.kind == "model" else []
+        ),
         model_similarity=lambda wc: (
             f"results/similarity/{wc.study}/model.npy" if wc.kind == "shuffle" else []
         ),
@@ -20,10 +23,12 @@ rule similarity:
     output:
         "results/similarity/{study}/{kind}.npy",
     wildcard_constraints:
-        kind="model|data|shuffle|vgg",
+        kind="model|data|shuffle|vgg|rsm_v1|rsm_v1_shuffle|rsm_gaussian_v1|rsm_gaussian_other",
     params:
         shuffle_seed=lambda wc: study_cfg(wc.study).get("similarity", {}).get("shuffle_seed", 0),
         image_size=lambda wc: image_size_of(config["datasets"][study_cfg(wc.study)["dataset"]]),
+        rsm_metric=lambda wc: study_cfg(wc.study).get("similarity", {}).get("rsm_metric", "cosine"),
+        gaussian_other=lambda wc: study_cfg(wc.study).get("similarity", {}).get("gaussian_other"),
     log:
         "logs/similarity/{study}/{kind}.log",
     threads: job_threads("cpu_jobs", 1)

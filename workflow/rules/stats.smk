@@ -14,6 +14,8 @@ rule stats:
     output:
         summary="results/stats/{study}/{evaluation}_summary.csv",
         tests="results/stats/{study}/{evaluation}_tests.csv",
+    wildcard_constraints:
+        evaluation="(?!learning_curves)[a-z_]+",  # learning curves: rule stats_learning_curves
     params:
         baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
         controls=lambda wc: study_cfg(wc.study).get("control_arms", []),
@@ -26,3 +28,28 @@ rule stats:
         "../../envs/neurobias.yaml"
     script:
         "../scripts/stats.py"
+
+
+# Federer 2020: per fraction of corrupted labels and per epoch, each arm vs r = 0 (the baseline arm
+# trained on the same labels), read straight from the training histories (no evaluation job).
+rule stats_learning_curves:
+    input:
+        lambda wc: expand(
+            "results/train/{study}/{arm}/seed{seed}/history.csv",
+            study=wc.study,
+            arm=study_cfg(wc.study)["arms"],
+            seed=study_cfg(wc.study)["seeds"],
+        ),
+    output:
+        tidy="results/stats/{study}/learning_curves.csv",
+        summary="results/stats/{study}/learning_curves_summary.csv",
+        tests="results/stats/{study}/learning_curves_tests.csv",
+    log:
+        "logs/stats/{study}/learning_curves.log",
+    threads: job_threads("cpu_jobs", 1)
+    resources:
+        **job_resources("cpu_jobs"),
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/stats_learning_curves.py"

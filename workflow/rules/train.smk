@@ -8,6 +8,12 @@ rule train:
         recording=recording_of,
         target=lambda wc: target_path(wc.study, wc.arm),
         diagnostic_target="results/similarity/{study}/model.npy",
+        # Federer 2020's per-epoch test metrics (training.track_test)
+        test_split=lambda wc: (
+            f"results/data/{study_cfg(wc.study)['dataset']}/test.pt"
+            if study_cfg(wc.study)["training"].get("track_test")
+            else []
+        ),
     output:
         model="results/train/{study}/{arm}/seed{seed}/model.pt",
         history="results/train/{study}/{arm}/seed{seed}/history.csv",

@@ -7,7 +7,7 @@ Extension point: :data:`DATASET_BUILDERS` maps a dataset ``source`` (the config'
 archive's path as ``params["archive"]``.
 """
 
-from .prepared import PreparedDataError, load_split, save_split
+from .prepared import PreparedDataError, load_split, load_superclasses, save_split
 from .synthetic import CLASS_NAMES, make_synthetic_task
 
 
@@ -34,4 +34,4 @@ def _tiny_imagenet(params: dict):
 DATASET_BUILDERS = {"synthetic": _synthetic, "cifar10": _cifar("cifar10"), "cifar100": _cifar("cifar100"),
                     "tiny_imagenet": _tiny_imagenet}
 
-__all__ = ["DATASET_BUILDERS", "PreparedDataError", "load_split", "save_split"]
+__all__ = ["DATASET_BUILDERS", "PreparedDataError", "load_split", "load_superclasses", "save_split"]

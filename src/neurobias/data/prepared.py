@@ -66,3 +66,9 @@ def load_split(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
     payload = torch.load(path, map_location="cpu", weights_only=True)
     validate_split(payload, str(path))
     return payload["images"], payload["labels"], payload["classes"]
+
+
+def load_superclasses(path: str | Path) -> list[int] | None:
+    """The coarse label of each class (CIFAR-100's 20 superclasses), or None if the split has none."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    return payload.get("superclass_of_class")

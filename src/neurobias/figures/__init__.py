@@ -29,12 +29,16 @@ from .noise_robustness import (
     plot_noise_robustness,
 )
 from .adversarial import plot_adversarial  # noqa: E402  (after noise_robustness: it reuses its styles)
+from .federer import plot_federer_fig6, plot_federer_fig7  # noqa: E402
 
 #: figure name -> plotting function (see module docstring for the contract).
 FIGURES: dict[str, Callable[..., None]] = {
     "noise_robustness": plot_noise_robustness,
     # takes tidy per-model rows (one per arm x seed x metric), not a summary
     "adversarial": plot_adversarial,
+    # Federer 2020: take the learning-curve summary and tests plus the study's arm roles
+    "federer_fig6": plot_federer_fig6,
+    "federer_fig7": plot_federer_fig7,
 }
 
 __all__ = [

@@ -54,6 +54,12 @@ ARM_STYLE: dict[str, dict[str, str]] = {
     "neural_data": {"color": "#D55E00", "label": "Neural (data)", "marker": "D"},
     "shuffle": {"color": "#009E73", "label": "Shuffle", "marker": "^"},
     "vgg": {"color": "#CC79A7", "label": "VGG", "marker": "v"},
+    # Federer et al. 2020's teachers
+    "no_neural": {"color": "#555555", "label": "No neural data (r = 0)", "marker": "o"},
+    "v1": {"color": "#0072B2", "label": "V1", "marker": "s"},
+    "v1_shuffled": {"color": "#009E73", "label": "V1 shuffled", "marker": "^"},
+    "gaussian_v1_stats": {"color": "#D55E00", "label": "Gaussian (V1 stats)", "marker": "D"},
+    "gaussian_other_stats": {"color": "#CC79A7", "label": "Gaussian (non-V1 stats)", "marker": "v"},
 }
 
 #: Legend order: these first, then any other arms alphabetically.

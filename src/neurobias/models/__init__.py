@@ -1,8 +1,20 @@
 """Backbones with named feature taps.
 
 Every model is wrapped in :class:`Classifier`, which takes images in [0, 1] (so that robustness
-evaluations perturb pixels, not normalised values), normalises them with the training set's
-channel statistics, and exposes ``forward_taps(x, taps) -> (logits, {tap: activation})``.
+evaluations perturb pixels, not normalised values), optionally resizes them (``input_size``),
+normalises them with the training set's channel statistics, and exposes
+``forward_taps(x, taps) -> (logits, {tap: activation})``.
+
+Architectures (``model.architecture``; tap names in :mod:`neurobias.layer_names`):
+
+- ``resnet18``, ``resnet34``: ResNet with the CIFAR stem (:mod:`.resnet`), option ``width``.
+- ``cornet_z``: CORnet-Z, Kubilius et al. 2018 (:mod:`.cornet`), option ``width``.
+- ``vgg16``: VGG-16 configuration D with a small-input head (:mod:`.vgg`), options ``width``,
+  ``batch_norm``.
+
+Every architecture also takes the classifier option ``input_size`` (int or None): images are
+resized bilinearly (with antialiasing) to ``input_size`` x ``input_size`` before normalisation,
+e.g. 227 to upsample CIFAR as Federer et al. 2020 did. None (the default) leaves them as they are.
 
 Extension point: :data:`ARCHITECTURES` maps the config's ``model.architecture`` to a constructor
 ``(num_classes, in_channels, **options) -> nn.Module`` that has ``forward_taps`` and ``tap_names``.
@@ -10,21 +22,35 @@ Extension point: :data:`ARCHITECTURES` maps the config's ``model.architecture`` 
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from .cornet import cornet_z
 from .resnet import resnet18_cifar, resnet34_cifar
+from .vgg import vgg16
 
 ARCHITECTURES = {
     "resnet18": lambda num_classes, in_channels, width=64: resnet18_cifar(num_classes, width, in_channels),
     "resnet34": lambda num_classes, in_channels, width=64: resnet34_cifar(num_classes, width, in_channels),
+    "cornet_z": lambda num_classes, in_channels, width=64: cornet_z(num_classes, width, in_channels),
+    "vgg16": lambda num_classes, in_channels, width=64, batch_norm=False: vgg16(num_classes, width, in_channels,
+                                                                                batch_norm),
 }
 
 
 class Classifier(nn.Module):
-    def __init__(self, backbone: nn.Module, mean, std):
+    def __init__(self, backbone: nn.Module, mean, std, input_size: int | None = None):
         super().__init__()
+        if input_size is not None:
+            if isinstance(input_size, bool) or not isinstance(input_size, numbers.Integral) or input_size < 1:
+                raise ValueError(f"model.input_size: expected a positive integer or null, got {input_size!r}")
+            input_size = int(input_size)
         self.backbone = backbone
+        # A plain attribute, not a buffer: the state dict stays what it was without the option.
+        self.input_size = input_size
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
@@ -32,14 +58,26 @@ class Classifier(nn.Module):
     def tap_names(self):
         return self.backbone.tap_names
 
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> ``input_size`` x ``input_size`` (bilinear, antialiased); no-op for None."""
+        s = self.input_size
+        if s is None or tuple(x.shape[-2:]) == (s, s):
+            return x
+        return F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+
     def forward_taps(self, x, taps=()):
-        return self.backbone.forward_taps((x - self.mean) / self.std, taps)
+        return self.backbone.forward_taps((self.resize(x) - self.mean) / self.std, taps)
 
     def forward(self, x):
         return self.forward_taps(x)[0]
 
+    def extra_repr(self) -> str:
+        return f"input_size={self.input_size}" if self.input_size is not None else ""
 
-def build_classifier(architecture: str, num_classes: int, in_channels: int, mean, std, **options) -> Classifier:
+
+def build_classifier(architecture: str, num_classes: int, in_channels: int, mean, std,
+                     input_size: int | None = None, **options) -> Classifier:
+    """``options`` go to the backbone constructor; ``input_size`` is the classifier's own option."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"model.architecture: unknown {architecture!r}; known: {sorted(ARCHITECTURES)}")
-    return Classifier(ARCHITECTURES[architecture](num_classes, in_channels, **options), mean, std)
+    return Classifier(ARCHITECTURES[architecture](num_classes, in_channels, **options), mean, std, input_size)

@@ -1,21 +1,62 @@
-"""Regularisers: one interface, several kinds.
+"""Regularisers: one interface (:class:`~.base.Regulariser`), several kinds.
 
 A regulariser is an ``nn.Module`` (its trainable parameters, like Li's layer weights, are trained
 with the network and saved in its checkpoint) with
 
-    taps: tuple[str, ...]                       # layers it reads
-    stimulus_batch(generator) -> index tensor   # which stimulus images this step uses (or None)
-    loss(stimulus_features) -> scalar tensor    # the penalty, given the taps' activations
-    log() -> dict[str, float]                   # values worth a column in history.csv
+    taps: tuple[str, ...]                        # layers it reads
+    active(epoch, step) -> bool                  # whether this step adds the penalty
+    stimulus_batch(generator) -> index tensor    # which stimulus images this step uses
+    loss(stimulus_features, rows) -> scalar      # the penalty, given the taps' activations
+    total_loss(ce, penalty) -> scalar            # how the penalty joins the cross-entropy
+    log() -> dict[str, float]                    # values worth a column in history.csv
 
-The training loop adds ``weight * loss`` to the cross-entropy. Extension point: register a
-constructor in :data:`REGULARISERS` under the name the config's ``arms.<arm>.regulariser`` uses.
+Kinds: ``similarity`` (Li et al. 2019), ``rsm`` (Federer et al. 2020).
+Extension point: add a builder ``(arm, target, train_rows) -> Regulariser`` to :data:`REGULARISERS`
+under the name the config's ``arms.<arm>.regulariser`` uses.
 """
 
 from __future__ import annotations
 
+from .base import Regulariser
+from .rsm import RSMRegulariser
 from .similarity import SimilarityRegulariser
 
-REGULARISERS = {"similarity": SimilarityRegulariser}
 
-__all__ = ["REGULARISERS", "SimilarityRegulariser"]
+def _similarity(arm: dict, target, train_rows, context: dict) -> SimilarityRegulariser:
+    return SimilarityRegulariser(target, train_rows, tuple(arm["layers"]), arm.get("stimulus_batch_size", 32),
+                                 alpha=float(arm["alpha"]))
+
+
+def _rsm(arm: dict, target, train_rows, context: dict) -> RSMRegulariser:
+    return RSMRegulariser(target, train_rows, arm["layer"], float(arm["r"]),
+                          metric=context.get("rsm_metric", "cosine"), cost=arm.get("cost", "l1"),
+                          weighting=arm.get("weighting", "ratio"), alternate=arm.get("alternate", True),
+                          until_epoch=arm.get("until_epoch"),
+                          stimulus_batch_size=arm.get("stimulus_batch_size", 10))
+
+
+REGULARISERS = {"similarity": _similarity, "rsm": _rsm}
+
+
+def build_regulariser(arm: dict, target, train_rows, context: dict | None = None) -> Regulariser | None:
+    """The regulariser an arm asks for (None for ``regulariser: none``). ``context`` carries
+    study-level settings a kind needs (e.g. ``rsm_metric``)."""
+    kind = arm.get("regulariser", "none")
+    if kind == "none":
+        return None
+    if kind not in REGULARISERS:
+        raise ValueError(f"arms: unknown regulariser {kind!r}; known: none, {', '.join(REGULARISERS)}")
+    return REGULARISERS[kind](arm, target, train_rows, context or {})
+
+
+def regularised_layers(arm: dict) -> tuple[str, ...]:
+    """The layers an arm's regulariser reads (empty for none)."""
+    if arm.get("regulariser") == "similarity":
+        return tuple(arm["layers"])
+    if arm.get("regulariser") == "rsm":
+        return (arm["layer"],)
+    return ()
+
+
+__all__ = ["REGULARISERS", "Regulariser", "RSMRegulariser", "SimilarityRegulariser", "build_regulariser",
+           "regularised_layers"]

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..neural.similarity import feature_similarity
+from .base import Regulariser
 
 _CLAMP = 1 - 1e-4
 
@@ -31,10 +32,10 @@ def similarity_loss(s_cnn: torch.Tensor, s_target: torch.Tensor) -> torch.Tensor
     return ((a - b) ** 2).mean()
 
 
-class SimilarityRegulariser(nn.Module):
+class SimilarityRegulariser(Regulariser):
     def __init__(self, target: np.ndarray, train_rows: np.ndarray, taps: tuple[str, ...],
-                 stimulus_batch_size: int = 32):
-        super().__init__()
+                 stimulus_batch_size: int = 32, alpha: float = 1.0):
+        super().__init__(weight=alpha)
         if len(taps) == 0:
             raise ValueError("similarity regulariser: 'layers' must name at least one layer")
         self.taps = tuple(taps)

@@ -1,0 +1,48 @@
+"""Tap (layer) names and allowed model options per architecture, without importing torch.
+
+The Snakefile imports this module to validate ``model.diagnostic_layers``, arm ``layers`` and
+model options before any job runs; :mod:`neurobias.models` builds the networks, and
+``tests/test_models.py`` checks that every backbone's ``tap_names`` equal
+:data:`ARCHITECTURE_TAPS`.
+
+:data:`ARCHITECTURE_OPTIONS`: the keys a study's ``model`` section may hold besides
+``architecture`` and ``diagnostic_layers``, i.e. the backbone constructor's options plus the
+classifier's :data:`CLASSIFIER_OPTIONS` (``input_size``), which every architecture accepts.
+:data:`DEFAULT_DIAGNOSTIC_TAPS`: the taps the held-out similarity fit uses when a study names none.
+"""
+
+from __future__ import annotations
+
+_RESNET_TAPS = ("stem", "layer1", "layer2", "layer3", "layer4")
+
+ARCHITECTURE_TAPS: dict[str, tuple[str, ...]] = {
+    "resnet18": _RESNET_TAPS,
+    "resnet34": _RESNET_TAPS,
+    "cornet_z": ("V1", "V2", "V4", "IT"),
+    # Network order; Federer et al. 2020's "third convolutional layer" is conv2_1.
+    "vgg16": ("conv1_1", "conv1_2", "pool1",
+              "conv2_1", "conv2_2", "pool2",
+              "conv3_1", "conv3_2", "conv3_3", "pool3",
+              "conv4_1", "conv4_2", "conv4_3", "pool4",
+              "conv5_1", "conv5_2", "conv5_3", "pool5"),
+}
+
+# Options of Classifier itself (models.build_classifier), valid for every architecture.
+CLASSIFIER_OPTIONS: frozenset[str] = frozenset({"input_size"})
+
+ARCHITECTURE_OPTIONS: dict[str, set[str]] = {
+    "resnet18": {"width"} | CLASSIFIER_OPTIONS,
+    "resnet34": {"width"} | CLASSIFIER_OPTIONS,
+    "cornet_z": {"width"} | CLASSIFIER_OPTIONS,
+    "vgg16": {"width", "batch_norm"} | CLASSIFIER_OPTIONS,
+}
+
+# Taps the held-out similarity fit is scored on when neither the arm nor model.diagnostic_layers
+# names any: the previous default for ResNets, and the layer Federer et al. 2020 regularise for
+# CORnet-Z (V1) and VGG-16 ("the third convolutional layer", conv2_1).
+DEFAULT_DIAGNOSTIC_TAPS: dict[str, tuple[str, ...]] = {
+    "resnet18": ("layer1", "layer2"),
+    "resnet34": ("layer1", "layer2"),
+    "cornet_z": ("V1",),
+    "vgg16": ("conv2_1",),
+}

@@ -1,0 +1,102 @@
+"""VGG-16 (Simonyan & Zisserman 2015, "Very Deep Convolutional Networks for Large-Scale Image
+Recognition", ICLR; Table 1 configuration D) with a width option, optional batch norm, and named
+feature taps for regularisers.
+
+Features (configuration D): 3x3 convolutions with padding 1, each followed by ReLU (with
+``batch_norm``: conv -> BatchNorm -> ReLU, as in VGG-16-BN), and 2x2 stride-2 max-pools:
+
+    64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M
+
+``width`` (default 64 = the published network) scales every channel count proportionally
+(w, 2w, 4w, 8w, 8w). Initialisation as torchvision's VGG: Kaiming-normal (fan-out) convs, N(0,
+0.01) linear weights, zero biases.
+
+Classifier: the usual CIFAR VGG head, adaptive average pool to 1x1 -> Linear(8w -> 8w) -> ReLU ->
+Dropout(0.5) -> Linear(8w -> num_classes). The ImageNet head (three fully connected layers, 4096
+wide, on a flattened 7x7x512 map) assumes 224x224 inputs: at 32x32 the last pool leaves a 1x1 map,
+so 4096-wide layers would add ~20M parameters on 512 numbers. The adaptive pool also keeps the head
+valid for larger inputs (e.g. ``input_size: 227``, where the last map is 7x7). Inputs must be at
+least 32x32 (five halvings).
+
+Tap names, in network order: ``conv1_1``, ``conv1_2``, ``pool1``, ``conv2_1``, ``conv2_2``,
+``pool2``, ``conv3_1`` .. ``conv3_3``, ``pool3``, ``conv4_1`` .. ``conv4_3``, ``pool4``,
+``conv5_1`` .. ``conv5_3``, ``pool5``; a conv tap is the activation after its ReLU. Federer et al.
+2020 regularise "the third convolutional layer" of VGG-16, i.e. ``conv2_1``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Configuration D: numbers are output channels at width 64, "M" a 2x2 stride-2 max-pool.
+CONFIG_D = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _layer_names(config=CONFIG_D) -> tuple[str, ...]:
+    names, stage, conv = [], 1, 1
+    for v in config:
+        if v == "M":
+            names.append(f"pool{stage}")
+            stage, conv = stage + 1, 1
+        else:
+            names.append(f"conv{stage}_{conv}")
+            conv += 1
+    return tuple(names)
+
+
+class VGG(nn.Module):
+    def __init__(self, num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = False,
+                 config=CONFIG_D):
+        super().__init__()
+        if width < 1 or in_channels < 1 or num_classes < 1:
+            raise ValueError(f"vgg16: width, in_channels and num_classes must be positive, got "
+                             f"{width}, {in_channels}, {num_classes}")
+        if not isinstance(batch_norm, bool):
+            raise ValueError(f"vgg16: batch_norm must be true or false, got {batch_norm!r}")
+        self.tap_names = _layer_names(config)
+        self.features = nn.ModuleDict()
+        ch = in_channels
+        for name, v in zip(self.tap_names, config):
+            if v == "M":
+                self.features[name] = nn.MaxPool2d(kernel_size=2, stride=2)
+                continue
+            out = v * width // 64
+            if out < 1:
+                raise ValueError(f"vgg16: width {width} gives {name} no channels")
+            mods = [nn.Conv2d(ch, out, 3, 1, 1)]
+            if batch_norm:
+                mods.append(nn.BatchNorm2d(out))
+            mods.append(nn.ReLU(inplace=True))
+            self.features[name] = nn.Sequential(*mods)
+            ch = out
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Linear(ch, ch), nn.ReLU(inplace=True), nn.Dropout(0.5),
+                                        nn.Linear(ch, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward_taps(self, x: torch.Tensor, taps=()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        feats = {}
+        h = x
+        for name, layer in self.features.items():
+            h = layer(h)
+            if name in taps:
+                feats[name] = h
+        logits = self.classifier(torch.flatten(self.pool(h), 1))
+        return logits, feats
+
+    def forward(self, x):
+        return self.forward_taps(x)[0]
+
+
+def vgg16(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = False) -> VGG:
+    return VGG(num_classes, width, in_channels, batch_norm, CONFIG_D)
