@@ -4,6 +4,8 @@ per-epoch test metrics, statistics, Fig. 6 and 7) and the preset's dry run."""
 from __future__ import annotations
 
 import itertools
+import re
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,7 @@ import yaml
 from matplotlib.image import imread
 from scipy import stats
 
-from conftest import ROOT, snakemake
+from conftest import ROOT, TINY, snakemake
 from neurobias.neural.recording import Recording
 from neurobias.neural.rsm import response_rsm
 
@@ -101,3 +103,30 @@ def test_preset_dry_run_lists_both_architectures_without_data(tmp_path):
     # shuffle S the target diagnostics compare against
     assert counts["similarity"] == str(2 * 7)
     assert not (tmp_path / "results").exists()
+
+
+def _report(workdir, config, tmp_path):
+    out = tmp_path / "report.zip"
+    r = snakemake(workdir, "--report", str(out), config=config, cores=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        html = zf.read(next(n for n in names if n.endswith("report.html"))).decode()
+    return names, html
+
+
+def test_report_has_every_figure_with_its_caption_and_the_tables(fed_run, tmp_path):
+    names, html = _report(fed_run, FED, tmp_path)
+    files = {n.rsplit("/", 1)[-1] for n in names}
+    assert {"federer_fig6.png", "federer_fig7.png", "learning_curves_tests.csv"} <= files
+    assert "after Federer et al. 2020, Fig. 6" in html and "after Federer et al. 2020, Fig. 7" in html
+    assert re.search(r"over(\s|\\n)+2 seeds", html)  # n from the config (JSON-escaped newline)
+    assert "positive control" in html
+
+
+def test_report_of_the_noise_study(tiny_local_run, tmp_path):
+    names, html = _report(tiny_local_run, TINY, tmp_path)
+    files = {n.rsplit("/", 1)[-1] for n in names}
+    assert {"noise_robustness.png", "gaussian_noise_tests.csv"} <= files
+    assert "Accuracy under additive Gaussian pixel noise" in html
+    assert "none, neural_model, neural_data, shuffle" in html  # the arms, from the config

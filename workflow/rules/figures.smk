@@ -8,7 +8,12 @@ rule figure_noise_robustness:
         test_split=lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/test.pt",  # for chance level
     output:
         pdf="figures/{study}/noise_robustness.pdf",
-        png="figures/{study}/noise_robustness.png",
+        png=report(
+            "figures/{study}/noise_robustness.png",
+            caption="../../report/noise_robustness.rst",
+            category="{study}",
+            subcategory="Figures",
+        ),
     log:
         "logs/figures/{study}/noise_robustness.log",
     threads: job_threads("cpu_jobs", 1)
@@ -31,7 +36,12 @@ rule figure_adversarial:
         tests="results/stats/{study}/adversarial_tests.csv",
     output:
         pdf="figures/{study}/adversarial.pdf",
-        png="figures/{study}/adversarial.png",
+        png=report(
+            "figures/{study}/adversarial.png",
+            caption="../../report/adversarial.rst",
+            category="{study}",
+            subcategory="Figures",
+        ),
     log:
         "logs/figures/{study}/adversarial.log",
     threads: job_threads("cpu_jobs", 1)
@@ -49,7 +59,12 @@ rule figure_federer:
         tests="results/stats/{study}/learning_curves_tests.csv",
     output:
         pdf="figures/{study}/{figure}.pdf",
-        png="figures/{study}/{figure}.png",
+        png=report(
+            "figures/{study}/{figure}.png",
+            caption="../../report/federer.rst",
+            category="{study}",
+            subcategory="Figures",
+        ),
     wildcard_constraints:
         figure="federer_fig6|federer_fig7",
     log:

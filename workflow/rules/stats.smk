@@ -13,7 +13,12 @@ rule stats:
         ),
     output:
         summary="results/stats/{study}/{evaluation}_summary.csv",
-        tests="results/stats/{study}/{evaluation}_tests.csv",
+        tests=report(
+            "results/stats/{study}/{evaluation}_tests.csv",
+            caption="../../report/statistics.rst",
+            category="{study}",
+            subcategory="Statistics",
+        ),
     wildcard_constraints:
         evaluation="(?!learning_curves)[a-z_]+",  # learning curves: rule stats_learning_curves
     params:
@@ -43,7 +48,12 @@ rule stats_learning_curves:
     output:
         tidy="results/stats/{study}/learning_curves.csv",
         summary="results/stats/{study}/learning_curves_summary.csv",
-        tests="results/stats/{study}/learning_curves_tests.csv",
+        tests=report(
+            "results/stats/{study}/learning_curves_tests.csv",
+            caption="../../report/statistics.rst",
+            category="{study}",
+            subcategory="Statistics",
+        ),
     log:
         "logs/stats/{study}/learning_curves.log",
     threads: job_threads("cpu_jobs", 1)
