@@ -42,11 +42,18 @@ def _check_metric(metric: str) -> None:
         raise ValueError(f"similarity.rsm_metric: unknown {metric!r}; expected one of {METRICS}")
 
 
+def _recorded_neurons(responses: np.ndarray) -> np.ndarray:
+    """Responses [N, K] without the neurons that have no response to any image."""
+    r = np.asarray(responses, dtype=np.float64)
+    return r[:, ~np.all(np.isnan(r), axis=0)]
+
+
 def response_rsm(responses: np.ndarray, metric: str = "cosine") -> np.ndarray:
     """RSM [N, N] of responses [N images, K neurons]. A missing (NaN) response is replaced by
-    that neuron's mean over images, which keeps every pair defined."""
+    that neuron's mean over images, which keeps every pair defined; a neuron never recorded is
+    left out."""
     _check_metric(metric)
-    r = np.asarray(responses, dtype=np.float64)
+    r = _recorded_neurons(responses)
     r = np.where(np.isnan(r), np.nanmean(r, axis=0, keepdims=True), r)
     if metric == "pearson":
         r = r - r.mean(axis=1, keepdims=True)
@@ -71,7 +78,7 @@ def gaussian_responses(responses: np.ndarray, seed: int, mean: float | None = No
 
     ``mean``/``std`` None: each neuron's own mean and SD over images (NaN-aware), the "V1-stats"
     teacher; numbers: every neuron gets N(mean, std^2), the "non-V1-stats" teacher."""
-    r = np.asarray(responses, dtype=np.float64)
+    r = _recorded_neurons(responses)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 29]))
     mu = np.nanmean(r, axis=0) if mean is None else np.full(r.shape[1], float(mean))
     sd = np.nanstd(r, axis=0) if std is None else np.full(r.shape[1], float(std))
