@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .layer_names import ARCHITECTURE_OPTIONS, ARCHITECTURE_TAPS
+from .layer_names import ARCHITECTURE_OPTIONS, ARCHITECTURE_TAPS, taps_for
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 LI_TARGETS = ("model", "data", "shuffle", "vgg")
@@ -37,11 +37,17 @@ def _field(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def _check_layers(field: str, layers, architecture: str) -> None:
-    taps = ARCHITECTURE_TAPS[architecture]
+def _check_layers(field: str, layers, architecture: str, model_cfg: dict | None = None) -> None:
+    taps = taps_for(architecture, model_cfg)
     bad = [t for t in layers if t not in taps]
     if bad:
-        raise ConfigError(f"config field '{field}': unknown layer(s) {bad}; {architecture} taps are {list(taps)}")
+        raise ConfigError(f"config field '{field}': unknown layer(s) {bad}; the model's taps are {list(taps)}")
+
+
+def arm_model(study: dict, arm_name: str) -> dict:
+    """The model an arm trains: the study's ``model`` with the arm's ``model`` changes on top (a
+    structure-level bias such as a VOneBlock front end is an arm like any regulariser)."""
+    return {**study["model"], **study["arms"][arm_name].get("model", {})}
 
 
 def sweep_arm_name(base: str, sweep: str, value: float) -> str:
@@ -105,9 +111,15 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         if bad:
             raise ConfigError(f"config field '{where}.model.{bad[0]}': not an option of {architecture} "
                               f"(options: {sorted(ARCHITECTURE_OPTIONS[architecture])})")
-        _check_layers(f"{where}.model.diagnostic_layers", study["model"].get("diagnostic_layers", []), architecture)
+        _check_layers(f"{where}.model.diagnostic_layers", study["model"].get("diagnostic_layers", []), architecture,
+                      study["model"])
         expand_sweeps(study, where)
         for arm_name, arm in study["arms"].items():
+            model = arm_model(study, arm_name)
+            bad = sorted(set(arm.get("model", {})) - ARCHITECTURE_OPTIONS[architecture])
+            if bad:
+                raise ConfigError(f"config field '{where}.arms.{arm_name}.model.{bad[0]}': not an option of "
+                                  f"{architecture} (options: {sorted(ARCHITECTURE_OPTIONS[architecture])})")
             if arm["regulariser"] == "none":
                 continue
             required, targets = REGULARISER_FIELDS[arm["regulariser"]]
@@ -120,7 +132,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
                                   f"target of the {arm['regulariser']!r} regulariser; expected one of {list(targets)}")
             layers = arm["layers"] if arm["regulariser"] == "similarity" else [arm["layer"]]
             _check_layers(f"{where}.arms.{arm_name}.{'layers' if arm['regulariser'] == 'similarity' else 'layer'}",
-                          layers, architecture)
+                          layers, architecture, model)
         if "learning_curves" in study["evaluations"] and not study["training"].get("track_test"):
             raise ConfigError(f"config field '{where}.training.track_test': must be true for the "
                               f"learning_curves evaluation (it reads per-epoch test metrics)")
@@ -129,7 +141,25 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
             unknown = [s for s in studies if s not in config["studies"]]
             if unknown:
                 raise ConfigError(f"config field 'studies_to_run': unknown {unknown}; studies are {sorted(config['studies'])}")
+    _check_brain_likeness(config)
     return config
+
+
+def _check_brain_likeness(config: dict) -> None:
+    bl = config.get("brain_likeness")
+    if bl is None:
+        return
+    for key, table in (("studies", "studies"), ("recordings", "recordings")):
+        unknown = [n for n in bl.get(key, []) if n not in config[table]]
+        if unknown:
+            raise ConfigError(f"config field 'brain_likeness.{key}': {unknown} are not configured {table} "
+                              f"{sorted(config[table])}")
+    for architecture, layers in bl.get("layers", {}).items():
+        if architecture not in ARCHITECTURE_TAPS:
+            raise ConfigError(f"config field 'brain_likeness.layers.{architecture}': unknown architecture; "
+                              f"known: {sorted(ARCHITECTURE_TAPS)}")
+        # "vone" is allowed: it exists on the models that have the front end
+        _check_layers(f"brain_likeness.layers.{architecture}", layers, architecture, {"vone": True})
 
 
 def config_hash(obj) -> str:

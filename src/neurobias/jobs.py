@@ -203,6 +203,7 @@ def train(study: dict, arm_name: str, seed: int, data_dir, recording_path, targe
           diagnostic_target_path, out_dir, device: str, progress: bool = True, test_path=None) -> None:
     from .data import load_split, load_superclasses
     from .neural.recording import Recording
+    from .config import arm_model
     from .train import TrainingConfig, resolve_precision, train_arm
     started = time.time()
     device = resolve_device(device)
@@ -211,7 +212,7 @@ def train(study: dict, arm_name: str, seed: int, data_dir, recording_path, targe
     target = np.load(target_path) if target_path else None
     train_arm(train=load_split(Path(data_dir) / "train.pt"), val=load_split(Path(data_dir) / "val.pt"),
               stimuli=rec.images, stimulus_tiers=rec.tiers, target=target,
-              diagnostic_target=np.load(diagnostic_target_path), arm=arm, model_cfg=study["model"],
+              diagnostic_target=np.load(diagnostic_target_path), arm=arm, model_cfg=arm_model(study, arm_name),
               training=TrainingConfig(**study["training"]), seed=seed, device=device, out_dir=out_dir,
               progress=progress, test=load_split(test_path) if test_path else None,
               superclass_of_class=load_superclasses(test_path) if test_path else None,
@@ -384,3 +385,168 @@ def federer_figure(figure: str, summary_path, tests_path, study_name: str, study
                     note=note.strip(), out_pdf=out_pdf, out_png=out_png)
     write_provenance(Path(out_pdf).parent, job=f"figure_{figure}", filename=f"provenance_{figure}.json",
                      config_slice={"study": study_name, "seeds": study["seeds"], "roles": roles}, started=started)
+
+
+# -- brain-likeness vs robustness (Dapello et al. 2020, Geirhos et al. 2018) -------------------------
+def _seeded_subset(images, labels, n: int | None, seed: int):
+    """The same seeded subset of test images for every model (a paired comparison)."""
+    if not n or n >= len(images):
+        return images, labels
+    rows = np.sort(np.random.default_rng(np.random.SeedSequence([seed, 41])).choice(len(images), n, replace=False))
+    return images[rows], labels[rows]
+
+
+def brain_likeness(study_name: str, study: dict, arm: str, model_paths: dict, test_path, recording_paths: dict,
+                   params: dict, out_csv, device: str, progress: bool = True) -> pd.DataFrame:
+    """Every seed of one arm: clean accuracy, V1 explained variance of each candidate layer against
+    each recording (PLS, cross-validated, ceiling-normalised), white-box PGD accuracy, and accuracy
+    and response entropy under Geirhos et al.'s manipulations. One tidy CSV (all seeds).
+
+    model_paths: {seed: model.pt}; recording_paths: {recording name: recording.npz}."""
+    from .data import load_split
+    from .layer_names import DEFAULT_EV_LAYERS
+    from .neural.recording import Recording
+    from .predictivity import layer_explained_variance
+    from .robustness.manipulations import manipulation_accuracy
+    from .robustness.pgd import is_stochastic, pgd_accuracy, white_box_records
+    from .train import evaluate, load_classifier
+    started = time.time()
+    device = resolve_device(device)
+    images, labels, _ = load_split(test_path)
+    architecture = study["model"]["architecture"]
+    layers = (params.get("layers") or {}).get(architecture) or list(DEFAULT_EV_LAYERS[architecture])
+    recordings = {name: Recording.load(p) for name, p in recording_paths.items()}
+    # explained variance always; white-box attacks and manipulations when the config has their key
+    ev_cfg, wb_cfg, man_cfg = params.get("explained_variance", {}), params.get("white_box"), params.get("manipulations")
+    base = {"study": study_name, "arm": arm}
+    rows: list[dict] = []
+    for seed, path in sorted(model_paths.items()):
+        model = load_classifier(path, device)
+        meta = {**base, "seed": int(seed)}
+        model_layers = [layer for layer in layers if layer in model.tap_names]  # "vone" only where it exists
+        stochastic = is_stochastic(model)
+        clean_loss, clean_acc = evaluate(model, images, labels, 512, device)
+        rows.append({**meta, "evaluation": "clean", "condition": "test", "level": np.nan, "metric": "accuracy",
+                     "value": clean_acc})
+        for rec_name, rec in recordings.items():
+            frame = layer_explained_variance(model, rec, model_layers, device=device, seed=ev_cfg.get("seed", 0),
+                                             n_components=ev_cfg.get("n_components", 25),
+                                             n_folds=ev_cfg.get("n_folds", 10), max_images=ev_cfg.get("max_images"),
+                                             image_size=images.shape[-1], channels=images.shape[1])
+            for r in frame.itertuples():
+                for metric in ("median_ev", "median_r", "n_neurons_used"):
+                    rows.append({**meta, "evaluation": "v1_explained_variance", "condition": rec_name,
+                                 "level": r.layer, "metric": metric, "value": float(getattr(r, metric))})
+        if wb_cfg:
+            records = []
+            for norm, budgets in wb_cfg["budgets"].items():
+                records += pgd_accuracy(model, images, labels, norm=norm, epsilons=budgets,
+                                        steps=wb_cfg.get("steps", 20), rel_stepsize=wb_cfg.get("rel_stepsize"),
+                                        n_images=wb_cfg.get("n_images", 1000),
+                                        seed=wb_cfg.get("seed", 0), device=device,
+                                        eot_samples=wb_cfg.get("eot_samples", 8) if stochastic else 1)
+            rows += white_box_records(records, study=study_name, arm=arm, seed=seed)
+        if man_cfg is not None:
+            sub_x, sub_y = _seeded_subset(images, labels, man_cfg.get("n_images", 1000), man_cfg.get("seed", 0))
+            for r in manipulation_accuracy(model, sub_x, sub_y, man_cfg.get("levels"), seed=man_cfg.get("seed", 0),
+                                           device=device, progress=False):
+                for metric in ("accuracy", "entropy_bits"):
+                    rows.append({**meta, "evaluation": "manipulations", "condition": r["manipulation"],
+                                 "level": r["level"], "metric": metric, "value": float(r[metric])})
+        print(f"{arm} seed {seed}: clean {clean_acc:.3f}, stochastic={stochastic}", flush=True)
+    frame = pd.DataFrame(rows)
+    _write_csv(frame, out_csv)
+    write_provenance(Path(out_csv).parent, job="brain_likeness", filename=f"provenance_{arm}.json",
+                     config_slice={"params": params, "layers": layers, "recordings": sorted(recording_paths)},
+                     device=device, started=started)
+    return frame
+
+
+def model_table(frames: list[pd.DataFrame], studies: dict, noise_frames: list[pd.DataFrame] = ()) -> pd.DataFrame:
+    """One row per trained model: its brain-likeness (best layer's V1 explained variance per
+    recording) and its robustness (white-box accuracy, normalised by clean accuracy as Dapello,
+    mean Gaussian-noise accuracy over sigma > 0 where evaluated, mean accuracy and entropy over
+    the manipulations)."""
+    tidy = pd.concat(frames, ignore_index=True)
+    keys = ["study", "arm", "seed"]
+    out = tidy[keys].drop_duplicates().reset_index(drop=True)
+    out["architecture"] = out["study"].map(lambda s: studies[s]["model"]["architecture"])
+
+    def pick(evaluation, metric, condition=None):
+        f = tidy[(tidy["evaluation"] == evaluation) & (tidy["metric"] == metric)]
+        if condition is not None:
+            f = f[f["condition"] == condition]
+        return f
+
+    clean = pick("clean", "accuracy").set_index(keys)["value"]
+    out["clean_accuracy"] = out.set_index(keys).index.map(clean)
+    ev = pick("v1_explained_variance", "median_ev")
+    for rec, f in ev.groupby("condition"):
+        f = f.assign(value=pd.to_numeric(f["value"]))
+        best = f.loc[f.groupby(keys)["value"].idxmax()].set_index(keys)
+        out[f"v1_ev_{rec}"] = out.set_index(keys).index.map(best["value"])
+        out[f"best_layer_{rec}"] = out.set_index(keys).index.map(best["level"])
+    wb = pick("white_box", "white_box_accuracy").set_index(keys)["value"]
+    if len(wb):
+        out["white_box_accuracy"] = out.set_index(keys).index.map(wb)
+        out["white_box_normalised"] = out["white_box_accuracy"] / out["clean_accuracy"]
+    man = tidy[tidy["evaluation"] == "manipulations"]
+    if len(man):
+        for metric, col in (("accuracy", "manipulation_accuracy"), ("entropy_bits", "manipulation_entropy_bits")):
+            out[col] = out.set_index(keys).index.map(man[man["metric"] == metric].groupby(keys)["value"].mean())
+    if len(noise_frames):
+        noise = pd.concat(noise_frames, ignore_index=True)
+        noise = noise[(noise["metric"] == "accuracy") & (noise["level"] > 0)]
+        out["gaussian_noise_accuracy"] = out.set_index(keys).index.map(noise.groupby(keys)["value"].mean())
+    return out
+
+
+ROBUSTNESS_COLUMNS = ("white_box_accuracy", "white_box_normalised", "gaussian_noise_accuracy",
+                      "manipulation_accuracy")
+
+
+def brain_likeness_analysis(brain_csvs, noise_csvs, studies: dict, out_models, out_correlations) -> None:
+    """The table of all models and the correlations of V1 explained variance with each robustness
+    measure (Pearson r, p, n), across all models and within each study."""
+    from .stats import correlate
+    started = time.time()
+    table = model_table([pd.read_csv(p) for p in brain_csvs], studies, [pd.read_csv(p) for p in noise_csvs])
+    _write_csv(table, out_models)
+    ys = [c for c in ROBUSTNESS_COLUMNS if c in table.columns]
+    corr = []
+    for x in sorted(c for c in table.columns if c.startswith("v1_ev_")):
+        pooled = correlate(table, x, ys).assign(study="all")
+        corr += [pooled, correlate(table, x, ys, by=("study",))]
+    _write_csv(pd.concat(corr, ignore_index=True)[["study", "x", "y", "r", "p", "n"]], out_correlations)
+    write_provenance(Path(out_models).parent, job="brain_likeness_analysis", filename="provenance_analysis.json",
+                     config_slice={"inputs": [str(p) for p in [*brain_csvs, *noise_csvs]]}, started=started)
+
+
+def dapello_figure(models_path, correlations_path, config: dict, out_pdf, out_png) -> None:
+    """Dapello Fig. 1 over every analysed model, against the first recording's V1 explained variance."""
+    from .figures import FIGURES
+    started = time.time()
+    table, corr = pd.read_csv(models_path), pd.read_csv(correlations_path)
+    x = sorted(c for c in table.columns if c.startswith("v1_ev_"))[0]
+    notes = sorted({config["studies"][s].get("figure_note", "") for s in table["study"].unique()} - {""})
+    note = " ".join(notes) + f" One point per trained model (n = {len(table)}); line: least squares; " \
+        "r, p: Pearson across models."
+    FIGURES["dapello_fig1"](table, corr, x=x, title="Brain-likeness vs robustness (after Dapello et al. 2020, Fig. 1)",
+                            note=note.strip(), out_pdf=out_pdf, out_png=out_png)
+    write_provenance(Path(out_pdf).parent, job="figure_dapello", filename="provenance_dapello_fig1.json",
+                     config_slice={"x": x, "models": len(table)}, started=started)
+
+
+def geirhos_figure(csv_paths, test_path, study_name: str, study: dict, out_pdf, out_png) -> None:
+    from .data import load_split
+    from .figures import FIGURES
+    started = time.time()
+    tidy = pd.concat([pd.read_csv(p) for p in csv_paths], ignore_index=True)
+    n_classes = len(load_split(test_path)[2])  # entropy's maximum is log2 of it
+    note = study.get("figure_note", "") + f" n = {len(study['seeds'])} seeds per arm; mean ± SEM; " \
+        "entropy of the distribution of responses over classes (Geirhos et al. 2018)."
+    FIGURES["geirhos_fig3"](tidy, n_classes=n_classes,
+                            title=f"{study_name}: image manipulations (after Geirhos et al. 2018, Fig. 3)",
+                            note=note.strip(), out_pdf=out_pdf, out_png=out_png)
+    write_provenance(Path(out_pdf).parent, job="figure_geirhos", filename="provenance_geirhos_fig3.json",
+                     config_slice={"study": study_name, "seeds": study["seeds"]}, started=started)

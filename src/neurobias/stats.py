@@ -46,6 +46,8 @@ __all__ = [
     "compare_to_baseline",
     "significance_mark",
     "welch_df",
+    "learning_curve_records",
+    "correlate",
 ]
 
 #: Columns of a tidy results table, in canonical order.
@@ -365,3 +367,31 @@ def learning_curve_records(
                          "condition": "label_noise", "level": float(label_noise), "metric": metric,
                          "value": float(value), "epoch": int(epoch), "r": float(r)})
     return pd.DataFrame(rows, columns=[*TIDY_COLUMNS, "epoch", "r"])
+
+
+# --------------------------------------------------------------------------- #
+# correlations across models (brain-likeness vs robustness)
+# --------------------------------------------------------------------------- #
+def correlate(df: pd.DataFrame, x: str, ys: Sequence[str], by: Sequence[str] = ()) -> pd.DataFrame:
+    """Pearson correlation of column ``x`` with each column in ``ys`` across rows (models).
+
+    Returns one row per (group, y): ``*by, x, y, r, p, n`` with ``scipy.stats.pearsonr``
+    (two-sided p). Rows where x or y is NaN are dropped per pair; fewer than three pairs, or a
+    constant column, give NaN r and p (no exception).
+    """
+    by = _as_tuple(by)
+    _require_columns(df, (*by, x, *ys), "correlate")
+    groups = _groupby(df, by) if by else [((), df)]
+    rows = []
+    for key, group in groups:
+        keys = _key_dict(by, key) if by else {}
+        for y in ys:
+            pair = group[[x, y]].apply(pd.to_numeric, errors="coerce").dropna()
+            n = len(pair)
+            if n >= 3 and pair[x].nunique() > 1 and pair[y].nunique() > 1:
+                res = _sps.pearsonr(pair[x], pair[y])
+                r, p = float(res.statistic), float(res.pvalue)
+            else:
+                r = p = float("nan")
+            rows.append({**keys, "x": x, "y": y, "r": r, "p": p, "n": n})
+    return pd.DataFrame(rows, columns=[*by, "x", "y", "r", "p", "n"])

@@ -64,6 +64,12 @@ def all_targets():
             targets += [f"figures/{study}/{figure}.{ext}" for figure in ("federer_fig6", "federer_fig7")
                         for ext in ("pdf", "png")]
             targets.append(f"results/stats/{study}/learning_curves_tests.csv")
+    if config.get("brain_likeness") is not None:  # Dapello 2020 / Geirhos 2018 over all models
+        targets += ["results/brain_likeness/correlations.csv", "figures/brain_likeness/dapello_fig1.pdf",
+                    "figures/brain_likeness/dapello_fig1.png"]
+        if config["brain_likeness"].get("manipulations") is not None:
+            for study in config["brain_likeness"].get("studies") or STUDIES:
+                targets += [f"figures/{study}/geirhos_fig3.pdf", f"figures/{study}/geirhos_fig3.png"]
     return targets
 
 

@@ -30,6 +30,7 @@ from .noise_robustness import (
 )
 from .adversarial import plot_adversarial  # noqa: E402  (after noise_robustness: it reuses its styles)
 from .federer import plot_federer_fig6, plot_federer_fig7  # noqa: E402
+from .brain_likeness import plot_dapello_fig1, plot_geirhos_fig3  # noqa: E402
 
 #: figure name -> plotting function (see module docstring for the contract).
 FIGURES: dict[str, Callable[..., None]] = {
@@ -39,6 +40,9 @@ FIGURES: dict[str, Callable[..., None]] = {
     # Federer 2020: take the learning-curve summary and tests plus the study's arm roles
     "federer_fig6": plot_federer_fig6,
     "federer_fig7": plot_federer_fig7,
+    # brain-likeness vs robustness: the model table / tidy manipulation rows
+    "dapello_fig1": plot_dapello_fig1,
+    "geirhos_fig3": plot_geirhos_fig3,
 }
 
 __all__ = [

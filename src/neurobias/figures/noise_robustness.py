@@ -60,6 +60,9 @@ ARM_STYLE: dict[str, dict[str, str]] = {
     "v1_shuffled": {"color": "#009E73", "label": "V1 shuffled", "marker": "^"},
     "gaussian_v1_stats": {"color": "#D55E00", "label": "Gaussian (V1 stats)", "marker": "D"},
     "gaussian_other_stats": {"color": "#CC79A7", "label": "Gaussian (non-V1 stats)", "marker": "v"},
+    # VOneBlock front ends (Dapello et al. 2020)
+    "vone_v1": {"color": "#56B4E9", "label": "VOneBlock (V1 parameters)", "marker": "h"},
+    "vone_uniform": {"color": "#E69F00", "label": "VOneBlock (uniform parameters)", "marker": "X"},
 }
 
 #: Legend order: these first, then any other arms alphabetically.

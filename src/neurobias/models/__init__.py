@@ -16,6 +16,14 @@ Every architecture also takes the classifier option ``input_size`` (int or None)
 resized bilinearly (with antialiasing) to ``input_size`` x ``input_size`` before normalisation,
 e.g. 227 to upsample CIFAR as Federer et al. 2020 did. None (the default) leaves them as they are.
 
+And the classifier option ``vone`` (:mod:`.vone`, Dapello et al. 2020): a fixed Gabor front end
+(VOneBlock: simple and complex cells with V1-like parameters and Poisson-like noise) and a trained
+1x1 bottleneck in front of the backbone, which is then built with ``in_channels = bottleneck``.
+``vone: {parameters: v1, noise: true, simple_channels: 16, ...}`` (keys and defaults:
+:data:`.vone.VONE_DEFAULTS`; ``true`` or ``{}``: all defaults; null / false: off). The block sees the
+resized, normalised image and adds the tap ``"vone"`` before the backbone's
+(:func:`neurobias.layer_names.taps_for`).
+
 Extension point: :data:`ARCHITECTURES` maps the config's ``model.architecture`` to a constructor
 ``(num_classes, in_channels, **options) -> nn.Module`` that has ``forward_taps`` and ``tap_names``.
 """
@@ -31,6 +39,7 @@ from torch.nn import functional as F
 from .cornet import cornet_z
 from .resnet import resnet18_cifar, resnet34_cifar
 from .vgg import vgg16
+from .vone import VOneBlock, VOneFront, vone_front
 
 ARCHITECTURES = {
     "resnet18": lambda num_classes, in_channels, width=64: resnet18_cifar(num_classes, width, in_channels),
@@ -76,8 +85,13 @@ class Classifier(nn.Module):
 
 
 def build_classifier(architecture: str, num_classes: int, in_channels: int, mean, std,
-                     input_size: int | None = None, **options) -> Classifier:
-    """``options`` go to the backbone constructor; ``input_size`` is the classifier's own option."""
+                     input_size: int | None = None, vone=None, **options) -> Classifier:
+    """``options`` go to the backbone constructor; ``input_size`` and ``vone`` are the classifier's
+    own options (``vone``: None / False, True or a mapping of :data:`.vone.VONE_DEFAULTS` keys)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"model.architecture: unknown {architecture!r}; known: {sorted(ARCHITECTURES)}")
-    return Classifier(ARCHITECTURES[architecture](num_classes, in_channels, **options), mean, std, input_size)
+    if vone is None or vone is False:
+        backbone = ARCHITECTURES[architecture](num_classes, in_channels, **options)
+    else:
+        backbone = vone_front(ARCHITECTURES[architecture], num_classes, in_channels, vone, input_size, **options)
+    return Classifier(backbone, mean, std, input_size)
