@@ -52,7 +52,7 @@ def main() -> None:
         if args.keep:
             import shutil
             for sub in ("figures", "results/stats", "results/similarity/demo/diagnostics.json",
-                        "results/v1model"):
+                        "results/v1model", "results/brain_likeness"):
                 src = work / sub
                 dst = Path(args.keep) / sub
                 if src.is_dir():

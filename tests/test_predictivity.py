@@ -239,3 +239,23 @@ def test_layer_explained_variance_max_images_and_pooling(simulated_recording):
     assert frame.loc[0, "n_features"] == 4 * 4 * 4  # width 4, pooled to 4 x 4
     with pytest.raises(ValueError, match="unknown layer"):
         layer_explained_variance(model, simulated_recording, ["fc"], image_size=32)
+
+
+def test_explained_variance_runs_on_a_cadena_format_recording(tmp_path):
+    """The Cadena et al. 2019 monkey V1 data (140 x 140 grey images, NaN trials) through the same
+    code path the workflow uses: converted to a Recording, scored by layer_explained_variance."""
+    import hashlib
+
+    from neurobias.models import build_classifier
+    from neurobias.neural.cadena import cadena_recording
+    from test_li2019 import cadena_zip
+
+    blob = cadena_zip(tmp_path / "cadena.zip", n=80, neurons=6, repeats=4)
+    rec = cadena_recording(tmp_path / "cadena.zip", sha256=hashlib.sha256(blob).hexdigest())
+    torch.manual_seed(0)
+    model = build_classifier("resnet18", 10, 1, [0.5], [0.25], width=4)
+    frame = layer_explained_variance(model, rec, ["stem", "layer1"], n_components=3, n_folds=4,
+                                     image_size=32, channels=1)
+    assert list(frame["layer"]) == ["stem", "layer1"]
+    assert frame["n_images"].eq(80).all()
+    assert np.isfinite(frame["median_r"]).all() and (frame["n_neurons_used"] >= 1).all()

@@ -127,3 +127,17 @@ def test_the_synthetic_task_is_learnable_and_not_noise_proof(tmp_path):
                                            seed=0, progress=False)
     assert clean["accuracy"] > 0.6
     assert noisy["accuracy"] < clean["accuracy"] - 0.1
+
+
+def test_rotation_augmentation_turns_each_image_by_its_own_bounded_angle():
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(64, 1, 33, 33)
+    x[:, :, 16, 20:30] = 1.0  # a horizontal bar to the right of the centre
+    y = augment(x, TrainingConfig(epochs=1, rotation=30), g)
+    assert y.shape == x.shape
+    ys, xs = torch.meshgrid(torch.arange(33.0) - 16, torch.arange(33.0) - 16, indexing="ij")
+    w = y[:, 0]
+    angle = torch.rad2deg(torch.atan2((w * ys).sum((1, 2)), (w * xs).sum((1, 2))))
+    assert angle.abs().max() <= 30 + 2           # within the configured range (bilinear slack)
+    assert angle.std() > 5                        # drawn per image, not one angle for the batch
+    assert torch.equal(augment(x, TrainingConfig(epochs=1), torch.Generator().manual_seed(0)), x)

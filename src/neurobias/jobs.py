@@ -432,6 +432,8 @@ def brain_likeness(study_name: str, study: dict, arm: str, model_paths: dict, te
             frame = layer_explained_variance(model, rec, model_layers, device=device, seed=ev_cfg.get("seed", 0),
                                              n_components=ev_cfg.get("n_components", 25),
                                              n_folds=ev_cfg.get("n_folds", 10), max_images=ev_cfg.get("max_images"),
+                                             max_features=ev_cfg.get("max_features", 1000),
+                                             pool_to=ev_cfg.get("pool_to", 8),
                                              image_size=images.shape[-1], channels=images.shape[1])
             for r in frame.itertuples():
                 for metric in ("median_ev", "median_r", "n_neurons_used"):

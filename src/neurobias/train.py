@@ -45,6 +45,7 @@ class TrainingConfig:
     lr_schedule: dict = field(default_factory=lambda: {"kind": "constant"})
     crop_padding: int = 0
     flip: bool = False
+    rotation: float = 0.0  # degrees: a random rotation in [-rotation, rotation] (Safarani et al. 2021)
     eval_batch_size: int = 512
     # The fast path (issue 8): bf16 autocast for the network's forward pass where the device has
     # native bf16 (CUDA, or a CPU with AVX512-BF16/AMX), channels_last memory layout. Losses,
@@ -97,7 +98,7 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def augment(x: torch.Tensor, cfg: TrainingConfig, g: torch.Generator) -> torch.Tensor:
-    """Batched random crop (zero padding) and horizontal flip, no per-sample Python."""
+    """Batched random crop (zero padding), horizontal flip and rotation, no per-sample Python."""
     if cfg.crop_padding:
         p = cfg.crop_padding
         n, _, h, w = x.shape
@@ -112,6 +113,14 @@ def augment(x: torch.Tensor, cfg: TrainingConfig, g: torch.Generator) -> torch.T
     if cfg.flip:
         flip = (torch.rand(len(x), generator=g) < 0.5).to(x.device)
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    if cfg.rotation:
+        # one affine grid for the whole batch, sampled on the device (zeros outside the image)
+        angle = (torch.rand(len(x), generator=g) * 2 - 1) * math.radians(cfg.rotation)
+        cos, sin = angle.cos(), angle.sin()
+        theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
+                             torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1).to(x.device, x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return x
 
 
