@@ -780,3 +780,56 @@ def test_a_never_recorded_neuron_is_left_out_of_the_rsm():
     with_gap = r.copy()
     with_gap[:, 2] = np.nan
     assert np.allclose(response_rsm(with_gap), response_rsm(np.delete(r, 2, axis=1)))
+
+
+# -- checks added after review: inputs the schema allows that would fail inside a job ------------
+def _fed_config():
+    return yaml.safe_load((ROOT / "tests" / "configs" / "federer_tiny.yaml").read_text())
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda c: c["studies"]["fed"]["sweeps"]["label_noise"].update(arms=["v1"]), "sweeps.label_noise.arms"),
+    (lambda c: c["studies"]["fed"]["evaluations"]["learning_curves"].update(metrics=["within_superclass_error"]),
+     "learning_curves.metrics"),
+    (lambda c: c["studies"]["fed"]["model"].update(architecture="vgg16", input_size=16), "model"),
+    (lambda c: c["studies"]["fed"]["arms"]["no_neural"].update(model={"vone": {"simple_channels": 0, "complex_channels": 0}}),
+     "arms.no_neural.model.vone"),
+])
+def test_configs_that_would_fail_inside_a_job_are_refused_up_front(edit, field):
+    from neurobias.config import ConfigError, validate_config
+    cfg = _fed_config()
+    edit(cfg)
+    if cfg["studies"]["fed"]["model"]["architecture"] == "vgg16":
+        for arm in cfg["studies"]["fed"]["arms"].values():
+            if arm.get("layer"):
+                arm["layer"] = "conv2_1"
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        validate_config(cfg)
+
+
+def test_unknown_manipulation_is_refused_by_the_schema():
+    from neurobias.config import ConfigError, validate_config
+    cfg = _fed_config()
+    cfg["brain_likeness"] = {"manipulations": {"levels": {"blur": [1]}}}
+    with pytest.raises(ConfigError, match="brain_likeness.manipulations.levels"):
+        validate_config(cfg)
+
+
+def test_a_stochastic_vone_arm_resumes_to_the_same_history(tmp_path):
+    from neurobias.data.synthetic import make_synthetic_task
+    from neurobias.train import TrainingConfig, train_arm
+    splits = make_synthetic_task(seed=1, n_train=64, n_val=16, n_test=16, image_size=32)
+    train, val = [(torch.as_tensor(x), torch.as_tensor(y), [str(i) for i in range(10)])
+                  for x, y in (splits["train"], splits["val"])]
+    stim = np.random.default_rng(0).integers(0, 256, (12, 32, 32)).astype(np.uint8)
+    tiers = np.array(["train"] * 8 + ["test"] * 4)
+    kw = dict(train=train, val=val, stimuli=stim, stimulus_tiers=tiers, target=None,
+              diagnostic_target=np.eye(12, dtype=np.float32), arm={"regulariser": "none"},
+              model_cfg={"architecture": "resnet18", "width": 4,
+                         "vone": {"simple_channels": 4, "complex_channels": 4, "bottleneck": 4}},
+              training=TrainingConfig(epochs=2, batch_size=16, precision="fp32"), seed=0, device="cpu",
+              progress=False)
+    full = train_arm(out_dir=tmp_path / "full", **kw)
+    train_arm(out_dir=tmp_path / "killed", stop_after_epoch=1, **kw)
+    resumed = train_arm(out_dir=tmp_path / "killed", **kw)
+    pd.testing.assert_frame_equal(full, resumed)

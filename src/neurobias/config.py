@@ -120,6 +120,9 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
             if bad:
                 raise ConfigError(f"config field '{where}.arms.{arm_name}.model.{bad[0]}': not an option of "
                                   f"{architecture} (options: {sorted(ARCHITECTURE_OPTIONS[architecture])})")
+            _check_model_builds(f"{where}.arms.{arm_name}.model", model, config["datasets"][study["dataset"]])
+            # the held-out diagnostic reads these layers on every arm's own model
+            _check_layers(f"{where}.model.diagnostic_layers", model.get("diagnostic_layers", []), architecture, model)
             if arm["regulariser"] == "none":
                 continue
             required, targets = REGULARISER_FIELDS[arm["regulariser"]]
@@ -133,9 +136,8 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
             layers = arm["layers"] if arm["regulariser"] == "similarity" else [arm["layer"]]
             _check_layers(f"{where}.arms.{arm_name}.{'layers' if arm['regulariser'] == 'similarity' else 'layer'}",
                           layers, architecture, model)
-        if "learning_curves" in study["evaluations"] and not study["training"].get("track_test"):
-            raise ConfigError(f"config field '{where}.training.track_test': must be true for the "
-                              f"learning_curves evaluation (it reads per-epoch test metrics)")
+        if "learning_curves" in study["evaluations"]:
+            _check_learning_curves(study, where, config["datasets"][study["dataset"]])
         studies = config.get("studies_to_run")
         if studies:
             unknown = [s for s in studies if s not in config["studies"]]
@@ -143,6 +145,37 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
                 raise ConfigError(f"config field 'studies_to_run': unknown {unknown}; studies are {sorted(config['studies'])}")
     _check_brain_likeness(config)
     return config
+
+
+def _check_model_builds(field: str, model: dict, dataset: dict) -> None:
+    """What the schema cannot see: VGG-16's five poolings need inputs of at least 32 px; a VOneBlock
+    needs at least one Gabor channel."""
+    size = model.get("input_size") or dataset.get("image_size", 32 if dataset.get("source") != "tiny_imagenet" else 64)
+    if model["architecture"] == "vgg16" and size < 32:
+        raise ConfigError(f"config field '{field}': vgg16 needs inputs of at least 32 px (five 2x poolings); "
+                          f"got {size} (set model.input_size: 32)")
+    vone = model.get("vone")
+    if isinstance(vone, dict) and vone.get("simple_channels", 16) + vone.get("complex_channels", 16) < 1:
+        raise ConfigError(f"config field '{field}.vone': simple_channels + complex_channels must be at least 1")
+
+
+def _check_learning_curves(study: dict, where: str, dataset: dict) -> None:
+    if not study["training"].get("track_test"):
+        raise ConfigError(f"config field '{where}.training.track_test': must be true for the "
+                          f"learning_curves evaluation (it reads per-epoch test metrics)")
+    metrics = study["evaluations"]["learning_curves"].get("metrics") or []
+    if metrics == ["within_superclass_error"] and dataset.get("source") != "cifar100":
+        raise ConfigError(f"config field '{where}.evaluations.learning_curves.metrics': within_superclass_error "
+                          f"needs a dataset with superclasses (cifar100), not {dataset.get('source')!r}")
+    # every arm is tested against the baseline trained on the same labels
+    base = study["baseline_arm"]
+    levels = {float(a.get("label_noise", 0.0)) for a in study["arms"].values()}
+    base_levels = {float(a.get("label_noise", 0.0)) for n, a in study["arms"].items()
+                   if n == base or a.get("sweep_of") == base and "r" not in a}
+    missing = sorted(levels - base_levels)
+    if missing:
+        raise ConfigError(f"config field '{where}.sweeps.label_noise.arms': the baseline arm {base!r} must be "
+                          f"trained at every corrupted-label fraction other arms use; missing {missing}")
 
 
 def _check_brain_likeness(config: dict) -> None:
@@ -154,6 +187,11 @@ def _check_brain_likeness(config: dict) -> None:
         if unknown:
             raise ConfigError(f"config field 'brain_likeness.{key}': {unknown} are not configured {table} "
                               f"{sorted(config[table])}")
+    studies = bl.get("studies") or list(config["studies"])
+    if not (bl.get("white_box") or bl.get("manipulations")
+            or any("gaussian_noise" in config["studies"][st]["evaluations"] for st in studies)):
+        raise ConfigError("config field 'brain_likeness': needs a robustness measure to correlate with: "
+                          "white_box, manipulations, or a study with a gaussian_noise evaluation")
     for architecture, layers in bl.get("layers", {}).items():
         if architecture not in ARCHITECTURE_TAPS:
             raise ConfigError(f"config field 'brain_likeness.layers.{architecture}': unknown architecture; "

@@ -424,6 +424,9 @@ def brain_likeness(study_name: str, study: dict, arm: str, model_paths: dict, te
         model = load_classifier(path, device)
         meta = {**base, "seed": int(seed)}
         model_layers = [layer for layer in layers if layer in model.tap_names]  # "vone" only where it exists
+        if not model_layers:
+            raise ValueError(f"brain_likeness.layers.{architecture}: none of {layers} is a layer of "
+                             f"{arm}'s model (its taps: {list(model.tap_names)})")
         stochastic = is_stochastic(model)
         clean_loss, clean_acc = evaluate(model, images, labels, 512, device)
         rows.append({**meta, "evaluation": "clean", "condition": "test", "level": np.nan, "metric": "accuracy",
@@ -485,6 +488,7 @@ def model_table(frames: list[pd.DataFrame], studies: dict, noise_frames: list[pd
     ev = pick("v1_explained_variance", "median_ev")
     for rec, f in ev.groupby("condition"):
         f = f.assign(value=pd.to_numeric(f["value"]))
+        f = f[np.isfinite(f["value"])]  # a layer with no usable neuron has no explained variance
         best = f.loc[f.groupby(keys)["value"].idxmax()].set_index(keys)
         out[f"v1_ev_{rec}"] = out.set_index(keys).index.map(best["value"])
         out[f"best_layer_{rec}"] = out.set_index(keys).index.map(best["level"])
@@ -529,7 +533,9 @@ def dapello_figure(models_path, correlations_path, config: dict, out_pdf, out_pn
     from .figures import FIGURES
     started = time.time()
     table, corr = pd.read_csv(models_path), pd.read_csv(correlations_path)
-    x = sorted(c for c in table.columns if c.startswith("v1_ev_"))[0]
+    # the first analysed study's own recording (every study's own one is scored)
+    own = config["studies"][table["study"].iloc[0]]["recording"]
+    x = f"v1_ev_{own}"
     notes = sorted({config["studies"][s].get("figure_note", "") for s in table["study"].unique()} - {""})
     note = " ".join(notes) + f" One point per trained model (n = {len(table)}); line: least squares; " \
         "r, p: Pearson across models."

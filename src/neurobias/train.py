@@ -259,7 +259,7 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
     # Everything that defines the run, data included (a shuffled target has the same sum as the
     # real one, so hash the bytes), so a checkpoint from any other run is never resumed.
     spec = {"arm": arm, "model": model_cfg, "training": asdict(training), "seed": seed,
-            "package": __version__,
+            "package": __version__, "precision": resolve_precision(training.precision, device),
             "context": context,
             "data": [_digest(a) for a in (train_x, train_y, val_x, val_y, stimuli, stimulus_tiers,
                                           target, diagnostic_target)]
@@ -302,6 +302,11 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
             if regulariser is not None:
                 regulariser.load_state_dict(ckpt["regulariser"])
             history, start = ckpt["history"], ckpt["epoch"] + 1
+            # the global generator feeds stochastic layers (a VOneBlock's noise): resume it too
+            if "torch_rng" in ckpt:
+                torch.set_rng_state(ckpt["torch_rng"].cpu())
+            if device.type == "cuda" and "cuda_rng" in ckpt:
+                torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), device)
             print(f"resuming from {ckpt_path} after epoch {ckpt['epoch']}", flush=True)
         else:
             print(f"ignoring {ckpt_path}: it belongs to a different configuration", flush=True)
@@ -367,6 +372,8 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
         _atomic_save({"epoch": epoch, "spec_hash": spec_hash, "model": model.state_dict(),
                       "optimiser": optimiser.state_dict(),
                       "regulariser": regulariser.state_dict() if regulariser is not None else {},
+                      "torch_rng": torch.get_rng_state(),
+                      **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                       "history": history}, ckpt_path)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             return pd.DataFrame(history)

@@ -9,7 +9,7 @@ def bl_params():
 
 
 def bl_studies():
-    return bl_params().get("studies") or list(config["studies"])
+    return bl_params().get("studies") or STUDIES  # studies_to_run limits it too
 
 
 def bl_recordings(study):

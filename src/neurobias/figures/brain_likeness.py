@@ -54,8 +54,10 @@ def draw_dapello(ax: Axes, table: pd.DataFrame, x: str, y: str, correlation: dic
 def plot_dapello_fig1(table: pd.DataFrame, correlations: pd.DataFrame, *, x: str, title: str, note: str,
                       out_pdf, out_png, dpi: int = 200) -> None:
     ys = [c for c in ("white_box_accuracy", "white_box_normalised", "gaussian_noise_accuracy") if c in table]
+    ys = ys or [c for c in ("manipulation_accuracy",) if c in table]
     if not ys:
-        raise ValueError("dapello figure: the model table has no robustness column (white-box or noise)")
+        raise ValueError("dapello figure: the model table has no robustness column (white-box, noise or "
+                         "manipulations); add brain_likeness.white_box or .manipulations")
     pooled = correlations[correlations["study"] == "all"]
     with sns.axes_style("ticks"), sns.plotting_context("paper"):
         fig = Figure(figsize=(4.6 * len(ys) + 2.4, 4.2), layout="constrained")
