@@ -483,27 +483,27 @@ def model_table(frames: list[pd.DataFrame], studies: dict, noise_frames: list[pd
             f = f[f["condition"] == condition]
         return f
 
-    clean = pick("clean", "accuracy").set_index(keys)["value"]
-    out["clean_accuracy"] = out.set_index(keys).index.map(clean)
+    index = out.set_index(keys).index  # one row per model; every column below is mapped onto it
+    out["clean_accuracy"] = index.map(pick("clean", "accuracy").set_index(keys)["value"])
     ev = pick("v1_explained_variance", "median_ev")
     for rec, f in ev.groupby("condition"):
         f = f.assign(value=pd.to_numeric(f["value"]))
         f = f[np.isfinite(f["value"])]  # a layer with no usable neuron has no explained variance
         best = f.loc[f.groupby(keys)["value"].idxmax()].set_index(keys)
-        out[f"v1_ev_{rec}"] = out.set_index(keys).index.map(best["value"])
-        out[f"best_layer_{rec}"] = out.set_index(keys).index.map(best["level"])
+        out[f"v1_ev_{rec}"] = index.map(best["value"])
+        out[f"best_layer_{rec}"] = index.map(best["level"])
     wb = pick("white_box", "white_box_accuracy").set_index(keys)["value"]
     if len(wb):
-        out["white_box_accuracy"] = out.set_index(keys).index.map(wb)
+        out["white_box_accuracy"] = index.map(wb)
         out["white_box_normalised"] = out["white_box_accuracy"] / out["clean_accuracy"]
     man = tidy[tidy["evaluation"] == "manipulations"]
     if len(man):
         for metric, col in (("accuracy", "manipulation_accuracy"), ("entropy_bits", "manipulation_entropy_bits")):
-            out[col] = out.set_index(keys).index.map(man[man["metric"] == metric].groupby(keys)["value"].mean())
+            out[col] = index.map(man[man["metric"] == metric].groupby(keys)["value"].mean())
     if len(noise_frames):
         noise = pd.concat(noise_frames, ignore_index=True)
         noise = noise[(noise["metric"] == "accuracy") & (noise["level"] > 0)]
-        out["gaussian_noise_accuracy"] = out.set_index(keys).index.map(noise.groupby(keys)["value"].mean())
+        out["gaussian_noise_accuracy"] = index.map(noise.groupby(keys)["value"].mean())
     return out
 
 

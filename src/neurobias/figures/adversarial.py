@@ -32,7 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .noise_robustness import STAR_GID, _atomic_savefig, arm_style, order_arms
+from .noise_robustness import STAR_GID, arm_style, order_arms, save_figure
 
 __all__ = ["METRICS", "METRIC_LABELS", "draw_adversarial", "plot_adversarial"]
 
@@ -192,8 +192,4 @@ def plot_adversarial(
         draw_adversarial(axes, tidy_per_model, tests, metrics=metrics, alpha=alpha)
         for ax in axes:
             sns.despine(ax=ax)
-        fig.suptitle(title)
-        if note:
-            fig.supxlabel(note, fontsize="x-small", color="#444444", wrap=True)
-        _atomic_savefig(fig, out_pdf, "pdf", metadata={"CreationDate": None})
-        _atomic_savefig(fig, out_png, "png", dpi=dpi)
+        save_figure(fig, out_pdf, out_png, note=note, title=title, dpi=dpi)

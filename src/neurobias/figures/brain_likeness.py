@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .noise_robustness import _atomic_savefig, arm_style, order_arms
+from .noise_robustness import arm_style, order_arms, save_figure
 
 STUDY_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 Y_LABEL = {"white_box_accuracy": "White-box accuracy (PGD, mean over budgets)",
@@ -70,11 +70,7 @@ def plot_dapello_fig1(table: pd.DataFrame, correlations: pd.DataFrame, *, x: str
             sns.despine(ax=ax)
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right center", fontsize="x-small", frameon=False)
-        fig.suptitle(title)
-        if note:
-            fig.supxlabel(note, fontsize="x-small", color="#444444", wrap=True)
-        _atomic_savefig(fig, out_pdf, "pdf", metadata={"CreationDate": None})
-        _atomic_savefig(fig, out_png, "png", dpi=dpi)
+        save_figure(fig, out_pdf, out_png, note=note, title=title, dpi=dpi)
 
 
 def _level_order(levels) -> list:
@@ -132,8 +128,4 @@ def plot_geirhos_fig3(tidy: pd.DataFrame, *, n_classes: int, title: str, note: s
         axes[1, 0].set_ylabel(f"Response entropy (bits, max {np.log2(n_classes):.2f})")
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right center", fontsize="x-small", frameon=False)
-        fig.suptitle(title)
-        if note:
-            fig.supxlabel(note, fontsize="x-small", color="#444444", wrap=True)
-        _atomic_savefig(fig, out_pdf, "pdf", metadata={"CreationDate": None})
-        _atomic_savefig(fig, out_png, "png", dpi=dpi)
+        save_figure(fig, out_pdf, out_png, note=note, title=title, dpi=dpi)

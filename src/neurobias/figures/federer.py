@@ -30,7 +30,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .noise_robustness import _atomic_savefig, arm_style
+from .noise_robustness import arm_style, save_figure
 
 METRIC_LABEL = {
     "test_accuracy": "Test accuracy",
@@ -169,11 +169,7 @@ def _render(panels, *, title, note, out_pdf, out_png, ncols, figsize, dpi=200) -
             draw(ax)
             sns.despine(ax=ax)
             ax.set_title(letter, loc="left", fontweight="bold")
-        fig.suptitle(title)
-        if note:
-            fig.supxlabel(note, fontsize="x-small", color="#444444", wrap=True)
-        _atomic_savefig(fig, out_pdf, "pdf", metadata={"CreationDate": None})
-        _atomic_savefig(fig, out_png, "png", dpi=dpi)
+        save_figure(fig, out_pdf, out_png, note=note, title=title, dpi=dpi)
 
 
 def plot_federer_fig6(summary, tests, *, roles: dict, title: str, note: str, out_pdf, out_png) -> None:

@@ -265,6 +265,17 @@ def _atomic_savefig(fig: Figure, path: str | os.PathLike, fmt: str, **kwargs) ->
         raise
 
 
+def save_figure(fig: Figure, out_pdf, out_png, *, note: str = "", title: str | None = None, dpi: int = 200) -> None:
+    """Every paper figure ends here: optional title, the caption note under the axes, then PDF (no
+    creation date, so reruns give identical bytes) and PNG, each written atomically."""
+    if title is not None:
+        fig.suptitle(title)
+    if note:
+        fig.supxlabel(note, fontsize="x-small", color="#444444", wrap=True)
+    _atomic_savefig(fig, out_pdf, "pdf", metadata={"CreationDate": None})
+    _atomic_savefig(fig, out_png, "png", dpi=dpi)
+
+
 def plot_noise_robustness(
     summary: pd.DataFrame,
     comparisons: pd.DataFrame | None,
@@ -299,7 +310,4 @@ def plot_noise_robustness(
         )
         sns.despine(ax=ax)
         ax.set_title(title)
-        if note:
-            fig.supxlabel(note, fontsize="x-small", color="#444444", wrap=True)
-        _atomic_savefig(fig, out_pdf, "pdf", metadata={"CreationDate": None})
-        _atomic_savefig(fig, out_png, "png", dpi=dpi)
+        save_figure(fig, out_pdf, out_png, note=note, dpi=dpi)

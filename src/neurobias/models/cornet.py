@@ -36,6 +36,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .resnet import run_taps
+
 
 class CORblockZ(nn.Module):
     """Conv(k, padding k // 2) -> ReLU -> MaxPool(3, stride 2, padding 1)."""
@@ -73,12 +75,7 @@ class CORnetZ(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_taps(self, x: torch.Tensor, taps=()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        feats = {}
-        h = x
-        for name in self.tap_names:
-            h = getattr(self, name)(h)
-            if name in taps:
-                feats[name] = h
+        h, feats = run_taps(self, x, taps)
         return self.decoder(h), feats
 
     def forward(self, x):

@@ -12,6 +12,18 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def run_taps(model: nn.Module, x: torch.Tensor, taps=()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Run the stages named in ``model.tap_names`` in order; return the last output and the
+    activations of the requested ``taps`` (the backbones whose stages form a chain share this)."""
+    feats = {}
+    h = x
+    for name in model.tap_names:
+        h = getattr(model, name)(h)
+        if name in taps:
+            feats[name] = h
+    return h, feats
+
+
 class BasicBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int):
         super().__init__()
@@ -44,12 +56,7 @@ class ResNetCIFAR(nn.Module):
         self.tap_names = ("stem", "layer1", "layer2", "layer3", "layer4")
 
     def forward_taps(self, x: torch.Tensor, taps=()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        feats = {}
-        h = x
-        for name in self.tap_names:
-            h = getattr(self, name)(h)
-            if name in taps:
-                feats[name] = h
+        h, feats = run_taps(self, x, taps)
         logits = self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
         return logits, feats
 
