@@ -19,9 +19,16 @@ from .layer_names import ARCHITECTURE_OPTIONS, ARCHITECTURE_TAPS, taps_for
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 LI_TARGETS = ("model", "data", "shuffle", "vgg")
 RSM_TARGETS = ("rsm_v1", "rsm_v1_shuffle", "rsm_gaussian_v1", "rsm_gaussian_other")
-# Per regulariser: the arm fields it needs and the targets it accepts.
+MTL_TARGETS = ("responses_model", "responses_shuffle", "responses_oracle")
+# Per regulariser: the arm fields it needs and the targets it accepts (none: it takes no target).
 REGULARISER_FIELDS = {"similarity": (("target", "alpha", "layers"), LI_TARGETS),
-                      "rsm": (("target", "r", "layer"), RSM_TARGETS)}
+                      "rsm": (("target", "r", "layer"), RSM_TARGETS),
+                      "mtl": (("target", "layer"), MTL_TARGETS),
+                      "oracle": (("layer", "oracle"), ())}
+# Sweeps: config key -> (arm field it sets, key of its values, name infix, regulariser it needs)
+SWEEPS = {"label_noise": ("label_noise", "fractions", "labelnoise", None),
+          "r": ("r", "values", "r", "rsm"),
+          "batch_ratio": ("batch_ratio", "values", "ratio", "mtl")}
 
 
 class ConfigError(ValueError):
@@ -51,7 +58,7 @@ def arm_model(study: dict, arm_name: str) -> dict:
 
 
 def sweep_arm_name(base: str, sweep: str, value: float) -> str:
-    return f"{base}_{'labelnoise' if sweep == 'label_noise' else 'r'}{value:g}"
+    return f"{base}_{SWEEPS[sweep][2]}{value:g}"
 
 
 def expand_sweeps(study: dict, where: str) -> None:
@@ -59,9 +66,10 @@ def expand_sweeps(study: dict, where: str) -> None:
 
     ``label_noise``: every listed arm again at each fraction of corrupted labels, named
     ``<arm>_labelnoise<f>`` and marked ``sweep_of: <arm>`` (tables show it as <arm> at level f);
-    ``r``: every listed (rsm) arm again at each weight r, named ``<arm>_r<value>``."""
+    ``r``: every listed (rsm) arm again at each weight r, named ``<arm>_r<value>``;
+    ``batch_ratio``: every listed (mtl) arm again at each neural batch ratio, ``<arm>_ratio<value>``."""
     arms = study["arms"]
-    for sweep, key, values_key in (("label_noise", "label_noise", "fractions"), ("r", "r", "values")):
+    for sweep, (key, values_key, _, needs) in SWEEPS.items():
         spec = study.get("sweeps", {}).get(sweep)
         if not spec:
             continue
@@ -69,8 +77,8 @@ def expand_sweeps(study: dict, where: str) -> None:
             if base not in arms:
                 raise ConfigError(f"config field '{where}.sweeps.{sweep}.arms': {base!r} is not one of the "
                                   f"arms {sorted(arms)}")
-            if sweep == "r" and arms[base]["regulariser"] != "rsm":
-                raise ConfigError(f"config field '{where}.sweeps.r.arms': {base!r} is not an rsm arm")
+            if needs and arms[base]["regulariser"] != needs:
+                raise ConfigError(f"config field '{where}.sweeps.{sweep}.arms': {base!r} is not an {needs} arm")
             for value in spec[values_key]:
                 name = sweep_arm_name(base, sweep, value)
                 if name in arms and arms[name].get("sweep_of") != base:
@@ -130,7 +138,10 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
                 if key not in arm:
                     raise ConfigError(f"config field '{where}.arms.{arm_name}.{key}': required for the "
                                       f"{arm['regulariser']!r} regulariser")
-            if arm["target"] not in targets:
+            if not targets and "target" in arm:
+                raise ConfigError(f"config field '{where}.arms.{arm_name}.target': the {arm['regulariser']!r} "
+                                  f"regulariser takes no target")
+            if targets and arm["target"] not in targets:
                 raise ConfigError(f"config field '{where}.arms.{arm_name}.target': {arm['target']!r} is not a "
                                   f"target of the {arm['regulariser']!r} regulariser; expected one of {list(targets)}")
             layers = arm["layers"] if arm["regulariser"] == "similarity" else [arm["layer"]]
@@ -138,6 +149,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
                           layers, architecture, model)
         if "learning_curves" in study["evaluations"]:
             _check_learning_curves(study, where, config["datasets"][study["dataset"]])
+        _check_safarani(study, where)
         studies = config.get("studies_to_run")
         if studies:
             unknown = [s for s in studies if s not in config["studies"]]
@@ -151,12 +163,71 @@ def _check_model_builds(field: str, model: dict, dataset: dict) -> None:
     """What the schema cannot see: VGG-16's five poolings need inputs of at least 32 px; a VOneBlock
     needs at least one Gabor channel."""
     size = model.get("input_size") or dataset.get("image_size", 32 if dataset.get("source") != "tiny_imagenet" else 64)
-    if model["architecture"] == "vgg16" and size < 32:
-        raise ConfigError(f"config field '{field}': vgg16 needs inputs of at least 32 px (five 2x poolings); "
+    if model["architecture"] in ("vgg16", "vgg19") and size < 32:
+        raise ConfigError(f"config field '{field}': {model['architecture']} needs inputs of at least 32 px (five 2x poolings); "
                           f"got {size} (set model.input_size: 32)")
     vone = model.get("vone")
     if isinstance(vone, dict) and vone.get("simple_channels", 16) + vone.get("complex_channels", 16) < 1:
         raise ConfigError(f"config field '{field}.vone': simple_channels + complex_channels must be at least 1")
+
+
+def _check_safarani(study: dict, where: str) -> None:
+    """Safarani 2021's cross-field rules: the oracle splits a VGG at its layer; MTL-oracle targets
+    need an oracle readout; the corruption analysis names arms that exist."""
+    arms = study["arms"]
+    for name, arm in arms.items():
+        if arm["regulariser"] == "oracle" and arm_model(study, name)["architecture"] not in ("vgg16", "vgg19"):
+            raise ConfigError(f"config field '{where}.arms.{name}.regulariser': the oracle freezes a VGG core; "
+                              f"the model is {arm_model(study, name)['architecture']!r} (use vgg16 or vgg19)")
+    readout = study.get("similarity", {}).get("oracle_readout")
+    uses_oracle = any(a.get("target") == "responses_oracle" for a in arms.values())
+    if uses_oracle and readout is None:
+        raise ConfigError(f"config field '{where}.similarity.oracle_readout': required by the responses_oracle "
+                          f"target (which oracle network the readout is fitted on)")
+    if readout is not None:
+        if readout["arm"] not in arms or arms[readout["arm"]]["regulariser"] != "oracle":
+            raise ConfigError(f"config field '{where}.similarity.oracle_readout.arm': {readout['arm']!r} is not an "
+                              f"oracle arm of this study (oracle arms: "
+                              f"{sorted(n for n, a in arms.items() if a['regulariser'] == 'oracle')})")
+        if "model_seed" in readout and readout["model_seed"] not in study["seeds"]:
+            raise ConfigError(f"config field '{where}.similarity.oracle_readout.model_seed': "
+                              f"{readout['model_seed']} is not one of the seeds {study['seeds']}")
+        layer = readout.get("layer", arms[readout["arm"]]["layer"])
+        _check_layers(f"{where}.similarity.oracle_readout.layer", [layer], study["model"]["architecture"],
+                      arm_model(study, readout["arm"]))
+    spec = study["evaluations"].get("corruptions")
+    if spec is None:
+        return
+    for key in ("regression_pools",):
+        unknown = [a for a in spec.get(key, []) if a not in arms]
+        if unknown:
+            raise ConfigError(f"config field '{where}.evaluations.corruptions.{key}': {unknown} are not arms "
+                              f"{sorted(arms)}")
+    example = spec.get("example_arm")
+    if example is not None and example not in arms:
+        raise ConfigError(f"config field '{where}.evaluations.corruptions.example_arm': {example!r} is not one "
+                          f"of the arms {sorted(arms)}")
+
+
+def example_arms(study: dict) -> tuple[str, str]:
+    """(baseline arm, MTL arm) that Safarani's Fig. 2 compares: ``evaluations.corruptions.example_arm``,
+    else the first hand-written mtl arm on the V1 model's responses, else any mtl arm, else the
+    baseline itself."""
+    arms, base = study["arms"], study["baseline_arm"]
+    spec = study["evaluations"].get("corruptions", {})
+    if spec.get("example_arm"):
+        return base, spec["example_arm"]
+    mtl = [n for n, a in arms.items() if a["regulariser"] == "mtl" and not a.get("sweep_of")]
+    monkey = [n for n in mtl if arms[n]["target"] == "responses_model"]
+    return base, (monkey or mtl or [base])[0]
+
+
+def oracle_readout(study: dict) -> dict:
+    """The study's oracle readout settings with defaults filled in (arm, model_seed, layer, ...)."""
+    readout = dict(study["similarity"]["oracle_readout"])
+    readout.setdefault("model_seed", study["seeds"][0])
+    readout.setdefault("layer", study["arms"][readout["arm"]]["layer"])
+    return readout
 
 
 def _check_learning_curves(study: dict, where: str, dataset: dict) -> None:
@@ -216,5 +287,7 @@ def resolve_device(requested: str = "auto") -> str:
 
 def similarity_targets(study: dict) -> list[str]:
     """The S_neural kinds a study's arms need, always including 'model' (the diagnostic target)."""
-    kinds = {"model"} | {arm["target"] for arm in study["arms"].values() if arm["regulariser"] != "none"}
+    kinds = {"model"} | {arm["target"] for arm in study["arms"].values() if "target" in arm}
+    if "responses_oracle" in kinds:  # its readout is fitted to the V1 model's predictions
+        kinds.add("responses_model")
     return sorted(kinds)

@@ -156,7 +156,7 @@ def similarity_target(kind: str, recording_path, v1_model_path, out_path, *, shu
     """Write S_neural of one kind over all the recording's stimulus images."""
     from .neural.recording import Recording
     from .neural.rsm import TEACHERS, teacher_rsm
-    from .neural.similarity import neural_similarity, shuffle_similarity
+    from .neural.similarity import neural_similarity, shuffle_responses, shuffle_similarity
     from .neural.v1_model import load_v1_model, predict_responses
     started = time.time()
     device = resolve_device(device)
@@ -167,6 +167,10 @@ def similarity_target(kind: str, recording_path, v1_model_path, out_path, *, shu
         s = neural_similarity(rec.trial_average())
     elif kind == "shuffle":
         s = shuffle_similarity(np.load(model_similarity_path), shuffle_seed)
+    elif kind == "responses_model":  # Safarani 2021: the single-task V1 model's predictions [M, K]
+        s = predict_responses(load_v1_model(v1_model_path, device), rec.images, device)
+    elif kind == "responses_shuffle":  # the same responses, image identities permuted
+        s = shuffle_responses(np.load(model_similarity_path), shuffle_seed)
     elif kind in TEACHERS:
         s = teacher_rsm(kind, rec.trial_average(), metric=rsm_metric, seed=shuffle_seed,
                         gaussian_other=gaussian_other)
@@ -175,7 +179,8 @@ def similarity_target(kind: str, recording_path, v1_model_path, out_path, *, shu
         # no weights file: the config asked for a randomly initialised VGG-19 (tests, control)
         s = vgg_similarity(rec.images, image_size, vgg_weights_path, seed=shuffle_seed, device=device)
     else:
-        raise ValueError(f"similarity kind {kind!r}: expected model, data, shuffle, vgg or one of {TEACHERS}")
+        raise ValueError(f"similarity kind {kind!r}: expected model, data, shuffle, vgg, responses_model, "
+                         f"responses_shuffle or one of {TEACHERS}")
     _save_npy(s, out_path)
     write_provenance(Path(out_path).parent, job=f"similarity_{kind}", filename=f"provenance_{kind}.json",
                      config_slice={"kind": kind, "shuffle_seed": shuffle_seed, "rsm_metric": rsm_metric,
@@ -216,7 +221,9 @@ def train(study: dict, arm_name: str, seed: int, data_dir, recording_path, targe
               training=TrainingConfig(**study["training"]), seed=seed, device=device, out_dir=out_dir,
               progress=progress, test=load_split(test_path) if test_path else None,
               superclass_of_class=load_superclasses(test_path) if test_path else None,
-              context={"rsm_metric": study.get("similarity", {}).get("rsm_metric", "cosine")})
+              context={"rsm_metric": study.get("similarity", {}).get("rsm_metric", "cosine"),
+                       # MTL arms score their head against the recorded responses too
+                       **({"responses": rec.trial_average()} if arm["regulariser"] == "mtl" else {})})
     write_provenance(out_dir, job="train", seed=seed, device=device, started=started,
                      extra={"precision": resolve_precision(study["training"].get("precision", "auto"), device)},
                      config_slice={"arm": arm_name, **{k: study[k] for k in ("dataset", "recording", "model", "training")},
@@ -263,6 +270,71 @@ def evaluate_adversarial(study_name: str, arm: str, seed: int, params: dict, mod
     frame = pd.DataFrame(perturbation_records(per_image, study=study_name, arm=arm, seed=seed))
     _write_csv(frame, out_csv)
     write_provenance(Path(out_csv).parent, job="evaluate_adversarial", filename=f"provenance_seed{seed}.json",
+                     config_slice=params, seed=seed, device=device, started=started)
+    return frame
+
+
+def oracle_targets(oracle_model_path, recording_path, responses_path, params: dict, out_path, device: str) -> dict:
+    """Safarani 2021's MTL-oracle targets: a readout fitted on the oracle's frozen core (``layer``)
+    to the single-task V1 model's predictions; its predictions on every stimulus image."""
+    from .neural.recording import Recording
+    from .regularisers.mtl import fit_oracle_targets
+    from .train import load_classifier, stimuli_as_inputs
+    started = time.time()
+    device = resolve_device(device)
+    model = load_classifier(oracle_model_path, device)
+    rec = Recording.load(recording_path)
+    blob = torch.load(oracle_model_path, map_location="cpu", weights_only=True)
+    size = model.input_size or int(params["image_size"])
+    stimuli = stimuli_as_inputs(rec.images, blob["in_channels"], size)
+    targets, metrics = fit_oracle_targets(model, stimuli, rec.tiers, np.load(responses_path), params["layer"],
+                                          seed=params.get("seed", 0), epochs=params.get("epochs", 100),
+                                          lr=params.get("lr", 0.01), device=device)
+    _save_npy(targets, out_path)
+    print(json.dumps(metrics))
+    write_provenance(Path(out_path).parent, job="oracle_targets", filename="provenance_responses_oracle.json",
+                     config_slice=params, seed=params.get("seed", 0), device=device, started=started,
+                     extra={"metrics": metrics, "oracle_model": str(oracle_model_path)})
+    return metrics
+
+
+def evaluate_corruptions(study_name: str, arm: str, seed: int, params: dict, model_path, history_path, test_path,
+                         out_csv, out_npz, device: str, progress: bool = True) -> pd.DataFrame:
+    """Accuracy per corruption x severity (and clean) on the first ``n_images`` test images, the same
+    corrupted images for every model; the MTL head's neural prediction performance from the
+    training history (the epoch whose weights were kept); per-image correctness for the bootstrap."""
+    from .data import load_split
+    from .robustness.corruption_accuracy import corruption_accuracy
+    from .robustness.corruptions import TIN_TC
+    from .train import load_classifier
+    started = time.time()
+    device = resolve_device(device)
+    images, labels, _ = load_split(test_path)
+    n = params.get("n_images")
+    if n:
+        images, labels = images[:n], labels[:n]
+    corruptions = params.get("corruptions") or list(TIN_TC)
+    severities = params.get("severities") or [1, 2, 3, 4, 5]
+    records, correct, conditions = corruption_accuracy(
+        load_classifier(model_path, device), images, labels, corruptions, severities, params.get("seed", 0),
+        params.get("batch_size", 500), device, progress=progress)
+    rows = [{"study": study_name, "arm": arm, "seed": seed, "evaluation": "corruptions", "condition": r["corruption"],
+             "category": r["category"], "level": r["severity"], "metric": "accuracy", "value": r["accuracy"]}
+            for r in records]
+    history = pd.read_csv(history_path)
+    kept = history[history["restored"]] if "restored" in history else history.tail(1)
+    for metric, column in (("neural_prediction_r", "neural_r_target"), ("neural_prediction_r_data", "neural_r_data")):
+        value = float(kept[column].iloc[-1]) if column in kept else float("nan")
+        rows.append({"study": study_name, "arm": arm, "seed": seed, "evaluation": "corruptions",
+                     "condition": "neural", "category": "neural", "level": 0, "metric": metric, "value": value})
+    frame = pd.DataFrame(rows)
+    _write_csv(frame, out_csv)
+    out_npz = Path(out_npz)
+    tmp = out_npz.with_name(out_npz.name + ".tmp.npz")
+    np.savez_compressed(tmp, correct=correct, corruption=np.array([c for c, _ in conditions]),
+                        severity=np.array([s for _, s in conditions]))
+    os.replace(tmp, out_npz)
+    write_provenance(Path(out_csv).parent, job="evaluate_corruptions", filename=f"provenance_seed{seed}.json",
                      config_slice=params, seed=seed, device=device, started=started)
     return frame
 
@@ -558,3 +630,157 @@ def geirhos_figure(csv_paths, test_path, study_name: str, study: dict, out_pdf, 
                             note=note.strip(), out_pdf=out_pdf, out_png=out_png)
     write_provenance(Path(out_pdf).parent, job="figure_geirhos", filename="provenance_geirhos_fig3.json",
                      config_slice={"study": study_name, "seeds": study["seeds"]}, started=started)
+
+
+# -- Safarani 2021: corruption robustness ---------------------------------------------------------
+def safarani_arms_table(study: dict) -> pd.DataFrame:
+    """arm, base_arm (the arm a batch-ratio sweep copied, else itself), batch_ratio (NaN without MTL)."""
+    return pd.DataFrame([{"arm": name, "base_arm": arm.get("sweep_of") or name,
+                          "batch_ratio": float(arm.get("batch_ratio", 1.0)) if arm["regulariser"] == "mtl"
+                          else float("nan")}
+                         for name, arm in study["arms"].items()])
+
+
+def _load_correct(npz_paths: dict) -> tuple[dict, list[tuple[str, int]]]:
+    correct, conditions = {}, None
+    for key, path in npz_paths.items():
+        with np.load(path) as z:
+            correct[key] = z["correct"]
+            conds = list(zip(z["corruption"].tolist(), z["severity"].tolist()))
+        if conditions is not None and conds != conditions:
+            raise ValueError(f"{path}: evaluated under other conditions than the other models")
+        conditions = conds
+    return correct, conditions
+
+
+def corruption_statistics(csv_paths, npz_paths: dict, study_name: str, study: dict, out_accuracy, out_scores,
+                          out_per_seed, out_models, out_regression) -> None:
+    """Safarani 2021's statistics: accuracy per arm x corruption x severity (mean, SEM over seeds);
+    robustness scores relative to the baseline, overall and per category, with bootstrapped
+    intervals (test images resampled in pairs across models, and each arm's seeds); per-seed
+    scores; one row per model; the 2-factor OLS of robustness on neural prediction performance and
+    clean accuracy over each batch-ratio pool. npz_paths: {(arm, seed): per-image correctness}."""
+    from .robustness.corruptions import CATEGORIES
+    from .stats import (bootstrap_robustness, model_robustness_table, robustness_scores_per_seed, summarise,
+                        two_factor_regression)
+    started = time.time()
+    tidy = pd.concat([pd.read_csv(p) for p in csv_paths], ignore_index=True)
+    baseline = study["baseline_arm"]
+    spec = study["evaluations"]["corruptions"]
+    boot = spec.get("bootstrap", {})
+    accuracy = tidy[tidy["metric"] == "accuracy"]
+    _write_csv(summarise(accuracy, by=("study", "evaluation", "condition", "category", "level", "metric", "arm")),
+               out_accuracy)
+    correct, conditions = _load_correct(npz_paths)
+    scores = bootstrap_robustness(correct, conditions, baseline, CATEGORIES, repetitions=boot.get("repetitions", 250),
+                                  seed=boot.get("seed", 0), study=study_name)
+    _write_csv(scores, out_scores)
+    _write_csv(robustness_scores_per_seed(tidy, baseline, CATEGORIES), out_per_seed)
+    models = model_robustness_table(tidy, safarani_arms_table(study), baseline, CATEGORIES)
+    _write_csv(models, out_models)
+    pools = spec.get("regression_pools") or sorted({a.get("sweep_of") for a in study["arms"].values()
+                                                    if a.get("sweep_of") and a["regulariser"] == "mtl"})
+    regression = two_factor_regression(models[models["pool"].isin(pools)], by=("pool",))
+    _write_csv(regression, out_regression)
+    print(regression.to_string())
+    write_provenance(Path(out_scores).parent, job="stats_corruptions", filename="provenance_corruptions.json",
+                     config_slice={"baseline": baseline, "corruptions": spec, "pools": pools}, started=started)
+
+
+def _figure_arms(study: dict) -> list[str]:
+    """Hand-written arms (no sweep copies), in Safarani's order where the names are his."""
+    from .figures.safarani import SAFARANI_ARMS
+    arms = [a for a, cfg in study["arms"].items() if not cfg.get("sweep_of")]
+    return sorted(arms, key=lambda a: (SAFARANI_ARMS.index(a) if a in SAFARANI_ARMS else len(SAFARANI_ARMS),
+                                       arms.index(a)))
+
+
+def safarani_fig3(panel: str, scores_path, per_seed_path, models_path, regression_path, study_name: str,
+                  study: dict, out_pdf, out_png) -> None:
+    """Fig. 3A (per category), 3B (overall) or 3C (robustness vs neural prediction)."""
+    from .figures import FIGURES
+    started = time.time()
+    spec = study["evaluations"]["corruptions"]
+    n_seeds = len(study["seeds"])
+    note = study.get("figure_note", "")
+    if panel in ("a", "b"):
+        scores = pd.read_csv(scores_path)
+        level = int(round(100 * float(scores["level"].iloc[0]))) if "level" in scores and len(scores) else 95
+        note += (f" Robustness score: mean over corruptions of accuracy (mean over severities and {n_seeds} seeds) "
+                 f"relative to {study['baseline_arm']}; bars: {level} % bootstrap intervals "
+                 f"({spec.get('bootstrap', {}).get('repetitions', 250)} resamples of test images and seeds); "
+                 "dots: single seeds.")
+        FIGURES[f"safarani_fig3{panel}"](scores, scores, per_seed=pd.read_csv(per_seed_path),
+                                         arms=_figure_arms(study),
+                                         title=f"{study_name}: robustness {'per category' if panel == 'a' else 'overall'}",
+                                         note=note.strip(), out_pdf=out_pdf, out_png=out_png)
+    else:
+        regression = pd.read_csv(regression_path)
+        pools = list(dict.fromkeys(regression["pool"])) if len(regression) else []
+        note += (" One point per model (batch-ratio sweep x seeds); line: OLS robustness ~ neural prediction + "
+                 "clean accuracy, drawn at the pool's mean clean accuracy.")
+        FIGURES["safarani_fig3c"](pd.read_csv(models_path), regression, pools=pools,
+                                  title=f"{study_name}: robustness vs neural prediction",
+                                  note=note.strip(), out_pdf=out_pdf, out_png=out_png)
+    write_provenance(Path(out_pdf).parent, job=f"figure_safarani_fig3{panel}",
+                     filename=f"provenance_safarani_fig3{panel}.json",
+                     config_slice={"study": study_name, "seeds": study["seeds"]}, started=started)
+
+
+def safarani_fig2(accuracy_path, model_paths: dict, test_path, study_name: str, study: dict, out_pdf, out_png,
+                  device: str = "cpu") -> None:
+    """Fig. 2: corruptions ranked by the MTL arm's accuracy relative to the baseline (mean over
+    severities and seeds); for the best, median and worst one, a test image that both networks
+    classify correctly when clean, clean and at ``example_severity`` (the very image the evaluation
+    used), with both networks' predictions (first seed). model_paths: {arm: model.pt}."""
+    from .config import example_arms
+    from .data import load_split
+    from .figures import FIGURES
+    from .figures.safarani import select_example_corruptions
+    from .robustness.corruption_accuracy import corrupted_batch
+    from .robustness.corruptions import TIN_TC
+    from .train import load_classifier
+    started = time.time()
+    device = resolve_device(device)
+    spec = study["evaluations"]["corruptions"]
+    base, mtl = example_arms(study)
+    acc = pd.read_csv(accuracy_path)
+    acc = acc[(acc["metric"] == "accuracy") & (acc["condition"] != "clean")]
+    per = acc.groupby(["arm", "condition"])["mean"].mean().unstack("arm")
+    ratios = (per[mtl] / per[base]).replace([np.inf, -np.inf], np.nan).dropna()
+    chosen = select_example_corruptions(ratios)
+    images, labels, classes = load_split(test_path)
+    n = spec.get("n_images") or len(images)
+    images, labels = images[:n], labels[:n]
+    models = {arm: load_classifier(model_paths[arm], device) for arm in dict.fromkeys((base, mtl))}
+    batch = spec.get("batch_size", 500)
+    with torch.no_grad():
+        clean_pred = {a: torch.cat([m(images[i:i + batch].to(device).float() / 255).argmax(1).cpu()
+                                    for i in range(0, n, batch)]) for a, m in models.items()}
+    both_right = torch.ones(n, dtype=torch.bool)
+    for p in clean_pred.values():
+        both_right &= p == labels
+    index = int(torch.nonzero(both_right)[0]) if both_right.any() else 0
+    severity = spec.get("example_severity", 3)
+    corruptions = spec.get("corruptions") or list(TIN_TC)
+    start = index - index % batch  # regenerate the evaluation's batch, so the image is the one scored
+    rows = []
+    for row, corruption in chosen.items():
+        x = corrupted_batch(images[start:min(start + batch, n)].to(device), corruptions, corruption, severity,
+                            spec.get("seed", 0), start)[index - start:index - start + 1]
+        record = {"row": row, "corruption": corruption, "severity": severity, "ratio": float(ratios[corruption]),
+                  "label": classes[int(labels[index])], "clean_image": images[index].numpy(),
+                  "corrupted_image": x[0].cpu().numpy()}
+        with torch.no_grad():
+            for arm, m in models.items():
+                record[f"{arm}_clean"] = classes[int(clean_pred[arm][index])]
+                record[f"{arm}_corrupted"] = classes[int(m(x.float() / 255).argmax(1))]
+        rows.append(record)
+    note = (study.get("figure_note", "") + f" Test image {index}; corruptions where {mtl} gains most, a median "
+            f"amount and least relative to {base} (accuracy ratio, mean over severities and seeds); severity "
+            f"{severity}; predictions of seed {study['seeds'][0]}.").strip()
+    FIGURES["safarani_fig2"](rows, arms=tuple(dict.fromkeys((base, mtl))), title=f"{study_name}: example corruptions",
+                             note=note, out_pdf=out_pdf, out_png=out_png)
+    write_provenance(Path(out_pdf).parent, job="figure_safarani_fig2", filename="provenance_safarani_fig2.json",
+                     config_slice={"study": study_name, "arms": [base, mtl], "image": index,
+                                   "corruptions": chosen}, device=device, started=started)

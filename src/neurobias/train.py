@@ -29,7 +29,8 @@ from tqdm import tqdm
 from . import __version__
 from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
 from .models import build_classifier
-from .regularisers import build_regulariser, regularised_layers
+from .regularisers import MTLRegulariser, build_regulariser, regularised_layers
+from .regularisers.oracle import OracleTraining
 from .robustness.label_noise import corrupt_labels
 
 
@@ -59,6 +60,11 @@ class TrainingConfig:
     train_eval_images: int = 5000
 
 
+    def total_epochs(self, oracle=None) -> int:
+        """Epochs of the run: an oracle arm pretrains its core first (``oracle.pretrain_epochs``)."""
+        return self.epochs + (oracle.pretrain_epochs if oracle is not None else 0)
+
+
 def resolve_precision(precision: str, device) -> str:
     """'bf16' or 'fp32' for this device: 'auto' picks bf16 only where it is native (emulated bf16
     on an old CPU is slower than fp32)."""
@@ -84,6 +90,9 @@ def learning_rate(cfg: TrainingConfig, epoch: int) -> float:
     kind = s.get("kind", "constant")
     if kind == "constant":
         return cfg.lr
+    if kind == "plateau":
+        raise ValueError("training.lr_schedule: 'plateau' depends on the validation history; "
+                         "use learning_rate_and_stop")
     if kind == "cosine":
         return 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / cfg.epochs))
     if kind == "step":
@@ -91,6 +100,39 @@ def learning_rate(cfg: TrainingConfig, epoch: int) -> float:
         e = epoch % restart if restart else epoch
         return cfg.lr * s["factor"] ** (e // s["every"])
     raise ValueError(f"training.lr_schedule.kind: unknown {kind!r} (constant, cosine, step)")
+
+
+def learning_rate_and_stop(cfg: TrainingConfig, epoch: int, history: list[dict], oracle=None) -> tuple[float, bool]:
+    """(learning rate of ``epoch``, whether to stop before it).
+
+    The ``plateau`` schedule (Safarani et al. 2021's adaptive schedule) reads the validation
+    accuracy of the epochs so far (``history``, which the checkpoint carries, so a resumed run makes
+    the same decisions): the rate is multiplied by ``factor`` whenever the best validation accuracy
+    has not improved by more than ``threshold`` for ``patience`` epochs, and training stops once it
+    would be reduced for the ``max_decays + 1``-th time. An oracle's second stage starts the
+    schedule afresh; its first stage runs its fixed number of epochs (the rate stays at its last
+    value instead of stopping). Every other schedule is a function of the epoch within the stage."""
+    pretraining = oracle is not None and oracle.in_pretraining(epoch)
+    if oracle is not None and not pretraining:
+        epoch -= oracle.pretrain_epochs
+        history = history[oracle.pretrain_epochs:]
+    if cfg.lr_schedule.get("kind") != "plateau":
+        return learning_rate(cfg, epoch), False
+    s = cfg.lr_schedule
+    factor, patience = s.get("factor", 0.3), s.get("patience", 5)
+    threshold, max_decays = s.get("threshold", 1e-3), s.get("max_decays", 3)
+    lr, best, bad, decays = cfg.lr, -math.inf, 0, 0
+    for row in history[:epoch]:
+        if row["val_accuracy"] > best + threshold:
+            best, bad = row["val_accuracy"], 0
+        else:
+            bad += 1
+        if bad >= patience:
+            decays, bad = decays + 1, 0
+            if decays > max_decays:
+                return lr, not pretraining
+            lr *= factor
+    return lr, False
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -149,6 +191,35 @@ def stimuli_as_inputs(stimuli_uint8: np.ndarray, channels: int, size: int) -> to
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x.expand(-1, channels, -1, -1).contiguous()
+
+
+@torch.no_grad()
+def _tap_channels(model, x: torch.Tensor, taps) -> dict[str, int]:
+    """Channels of each tap, from one eval-mode pass over two images (no state changes)."""
+    was = model.training
+    model.eval()
+    try:
+        _, feats = model.forward_taps(x, tuple(taps), features_only=True)
+    finally:
+        model.train(was)
+    return {t: int(f.shape[1]) for t, f in feats.items()}
+
+
+def _oracle_step(model, oracle, images_u8, y, cfg: TrainingConfig, g, memory_format, device, precision):
+    """One first-stage step of the oracle: clean + corrupted images for the cross-entropy, a second
+    corruption of the corrupted ones for the consistency term; both versions share one crop, flip
+    and rotation (augmented together as channels of one tensor)."""
+    first, second, n_corrupted = oracle.views(images_u8, g)
+    b, c = first.shape[:2]
+    padded = torch.cat([torch.zeros_like(first[: b - n_corrupted]), second])
+    both = augment(torch.cat([first, padded], 1).float() / 255.0, cfg, g)
+    x = torch.cat([both[:, :c], both[b - n_corrupted:, c:]]).contiguous(memory_format=memory_format)
+    with autocast(device, precision):
+        logits_all, feats = model.forward_taps(x, oracle.taps)
+    logits = logits_all[:b].float()
+    ce = F.cross_entropy(logits, y)
+    consistency = oracle.consistency(feats[oracle.taps[0]], b, n_corrupted)
+    return ce + oracle.weight * consistency, ce, consistency, logits
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -281,27 +352,41 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
     train_rows = np.flatnonzero(stimulus_tiers == "train")
     test_rows = torch.as_tensor(np.flatnonzero(stimulus_tiers == "test")[:256])
     diag_target = torch.as_tensor(diagnostic_target, dtype=torch.float32)
+    context = dict(context or {}, seed=seed)
+    if arm.get("regulariser") == "mtl":
+        context["tap_channels"] = _tap_channels(model, stim[:2].to(device), regularised_layers(arm))
     regulariser = build_regulariser(arm, target, train_rows, context)
     if regulariser is not None:
         regulariser = regulariser.to(device)
     diag_taps = regularised_layers(arm) or tuple(model_cfg.get("diagnostic_layers")
                                                  or DEFAULT_DIAGNOSTIC_TAPS[model_cfg["architecture"]])
 
-    params = [{"params": model.parameters(), "weight_decay": training.weight_decay}]
-    if regulariser is not None:
-        params.append({"params": regulariser.parameters(), "weight_decay": 0.0})
-    optimiser = torch.optim.SGD(params, lr=training.lr, momentum=training.momentum)
+    oracle = regulariser if isinstance(regulariser, OracleTraining) else None
+
+    def make_optimiser():
+        # frozen parameters (the oracle's core in its second stage) are left out
+        params = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": training.weight_decay}]
+        if regulariser is not None and any(True for _ in regulariser.parameters()):
+            # Li's layer weights are not decayed; Safarani's readout and task weights are (their code)
+            decay = training.weight_decay if getattr(regulariser, "weight_decay", False) else 0.0
+            params.append({"params": list(regulariser.parameters()), "weight_decay": decay})
+        return torch.optim.SGD(params, lr=training.lr, momentum=training.momentum)
 
     history: list[dict] = []
     start = 0
+    optimiser_state = None
+    # plateau schedule with restore_best: the weights of the best validation epoch are the result
+    restore_best = training.lr_schedule.get("kind") == "plateau" and training.lr_schedule.get("restore_best", True)
+    best = None  # {"epoch", "val_accuracy", "model", "regulariser"}
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         if ckpt.get("spec_hash") == spec_hash:
             model.load_state_dict(ckpt["model"])
-            optimiser.load_state_dict(ckpt["optimiser"])
             if regulariser is not None:
                 regulariser.load_state_dict(ckpt["regulariser"])
             history, start = ckpt["history"], ckpt["epoch"] + 1
+            optimiser_state = ckpt["optimiser"]
+            best = ckpt.get("best")
             # the global generator feeds stochastic layers (a VOneBlock's noise): resume it too
             if "torch_rng" in ckpt:
                 torch.set_rng_state(ckpt["torch_rng"].cpu())
@@ -310,44 +395,68 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
             print(f"resuming from {ckpt_path} after epoch {ckpt['epoch']}", flush=True)
         else:
             print(f"ignoring {ckpt_path}: it belongs to a different configuration", flush=True)
+    if oracle is not None and start > oracle.pretrain_epochs:
+        oracle.enter_second_stage(model, None, reinitialise=False)  # the checkpoint holds the retrained rest
+    optimiser = make_optimiser()
+    if optimiser_state is not None and not (oracle is not None and start == oracle.pretrain_epochs):
+        optimiser.load_state_dict(optimiser_state)
 
     train_x_dev, train_y_dev = train_x.to(device), train_y.to(device)
     bns = batchnorm_layers(model)
     stim_dev = stim.to(device).contiguous(memory_format=memory_format)
+    all_test_rows = torch.as_tensor(np.flatnonzero(stimulus_tiers == "test"), device=device)
     n = len(train_x)
     steps = n // training.batch_size  # drop the ragged last batch: BN needs > 1 sample
-    for epoch in range(start, training.epochs):
-        lr = learning_rate(training, epoch)
+    for epoch in range(start, training.total_epochs(oracle)):
+        lr, stop = learning_rate_and_stop(training, epoch, history, oracle)
+        if stop:
+            print(f"early stop before epoch {epoch + 1}: the learning rate was reduced "
+                  f"{training.lr_schedule.get('max_decays')} times", flush=True)
+            break
+        g = epoch_generator(seed, epoch)
+        pretraining = oracle is not None and oracle.in_pretraining(epoch)
+        if oracle is not None and epoch == oracle.pretrain_epochs:
+            oracle.enter_second_stage(model, g, reinitialise=True)
+            optimiser = make_optimiser()
+            best = None  # the result is the retrained network
         for group in optimiser.param_groups:
             group["lr"] = lr
-        g = epoch_generator(seed, epoch)
         order = torch.randperm(n, generator=g).to(device)
         model.train()
+        if oracle is not None and not pretraining:
+            for block in oracle.core_modules(model):
+                block.eval()  # frozen core: BatchNorm keeps its statistics
         # Running sums stay on the device: no host synchronisation inside the step loop.
         sums = torch.zeros(4, device=device)  # loss, ce, similarity, correct
         n_active = 0  # steps that added the regulariser's penalty
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{training.epochs}", disable=not progress,
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{training.total_epochs(oracle)}", disable=not progress,
                    mininterval=5, file=None)
         for step in bar:
             idx = order[step * training.batch_size:(step + 1) * training.batch_size]
-            x = augment(train_x_dev[idx].float() / 255.0, training, g).contiguous(memory_format=memory_format)
             y = train_y_dev[idx]
-            with autocast(device, precision):
-                logits = model(x).float()
-            ce = F.cross_entropy(logits, y)
-            if regulariser is not None and regulariser.active(epoch, step):
-                rows = regulariser.stimulus_batch(g).to(device)
-                # Stimuli get their own forward pass, and BatchNorm's running statistics ignore
-                # it: the classifier's batches and the evaluated network are then built exactly
-                # as in the unregularised arm, and only the similarity gradient differs.
-                with frozen_batchnorm_statistics(bns), autocast(device, precision):
-                    _, feats = model.forward_taps(stim_dev[rows], regulariser.taps)
-                sim = regulariser.loss({t: f.float() for t, f in feats.items()}, rows)
-                loss = regulariser.total_loss(ce, sim)
+            if pretraining:
+                loss, ce, sim, logits = _oracle_step(model, oracle, train_x_dev[idx], y, training, g,
+                                                     memory_format, device, precision)
                 n_active += 1
             else:
-                sim = torch.zeros((), device=device)
-                loss = ce
+                x = augment(train_x_dev[idx].float() / 255.0, training, g).contiguous(memory_format=memory_format)
+                with autocast(device, precision):
+                    logits = model(x).float()
+                ce = F.cross_entropy(logits, y)
+                n_batches = regulariser.stimulus_batches(epoch, step) if regulariser is not None else 0
+                sim = None
+                for _ in range(n_batches):
+                    rows = regulariser.stimulus_batch(g).to(device)
+                    # Stimuli get their own forward pass, and BatchNorm's running statistics ignore
+                    # it: the classifier's batches and the evaluated network are then built exactly
+                    # as in the unregularised arm, and only the regulariser's gradient differs.
+                    with frozen_batchnorm_statistics(bns), autocast(device, precision):
+                        _, feats = model.forward_taps(stim_dev[rows], regulariser.taps, features_only=True)
+                    term = regulariser.loss({t: f.float() for t, f in feats.items()}, rows)
+                    sim = term if sim is None else sim + term
+                loss = regulariser.total_loss(ce, sim) if regulariser is not None else ce
+                n_active += n_batches > 0
+                sim = torch.zeros((), device=device) if sim is None else sim
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -361,15 +470,24 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
                "val_loss": val_loss, "val_accuracy": val_acc,
                "heldout_similarity_r": heldout_similarity_fit(model, regulariser, diag_taps, stim_dev,
                                                               test_rows, diag_target, device)}
+        if oracle is not None:
+            row["stage"] = "pretraining" if pretraining else "retraining"
         if training.track_test:
             row.update(epoch_test_metrics(model, test, train_x[:training.train_eval_images],
                                           train_y[:training.train_eval_images], superclass_of_class,
                                           training.eval_batch_size, device))
+        if isinstance(regulariser, MTLRegulariser):
+            row.update(regulariser.heldout_prediction(model, stim_dev, all_test_rows, (context or {}).get("responses")))
         if regulariser is not None:
             row.update(regulariser.log())
         history.append(row)
         print(json.dumps(row), flush=True)
-        _atomic_save({"epoch": epoch, "spec_hash": spec_hash, "model": model.state_dict(),
+        if restore_best and (best is None or val_acc > best["val_accuracy"]):
+            best = {"epoch": epoch + 1, "val_accuracy": val_acc,
+                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                    "regulariser": {k: v.detach().clone() for k, v in regulariser.state_dict().items()}
+                    if regulariser is not None else {}}
+        _atomic_save({"epoch": epoch, "spec_hash": spec_hash, "model": model.state_dict(), "best": best,
                       "optimiser": optimiser.state_dict(),
                       "regulariser": regulariser.state_dict() if regulariser is not None else {},
                       "torch_rng": torch.get_rng_state(),
@@ -378,8 +496,18 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             return pd.DataFrame(history)
 
+    if restore_best and best is not None:
+        print(f"restoring the weights of epoch {best['epoch']} (best validation accuracy {best['val_accuracy']:.4f})",
+              flush=True)
+        model.load_state_dict(best["model"])
+        if regulariser is not None:
+            regulariser.load_state_dict(best["regulariser"])
     frame = pd.DataFrame(history)
-    save_classifier(model, model_cfg, n_classes, channels, out_dir / "model.pt")
+    if restore_best and best is not None:
+        frame["restored"] = frame["epoch"] == best["epoch"]
+    # an MTL arm's neural head is kept beside the classifier (neural prediction performance)
+    head = regulariser.state_dict() if isinstance(regulariser, MTLRegulariser) else None
+    save_classifier(model, model_cfg, n_classes, channels, out_dir / "model.pt", neural_head=head)
     tmp = out_dir / "history.csv.tmp"
     frame.to_csv(tmp, index=False)
     os.replace(tmp, out_dir / "history.csv")
@@ -387,8 +515,10 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
     return frame
 
 
-def save_classifier(model, model_cfg: dict, n_classes: int, channels: int, path: Path) -> None:
-    _atomic_save({"model_cfg": dict(model_cfg), "num_classes": n_classes, "in_channels": channels,
+def save_classifier(model, model_cfg: dict, n_classes: int, channels: int, path: Path,
+                    neural_head: dict | None = None) -> None:
+    extra = {} if neural_head is None else {"neural_head": {k: v.detach().cpu() for k, v in neural_head.items()}}
+    _atomic_save({"model_cfg": dict(model_cfg), "num_classes": n_classes, "in_channels": channels, **extra,
                   # contiguous: the canonical layout, whatever memory format training used
                   "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}}, Path(path))
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, also without `pip install -e`
 
-from neurobias.config import ConfigError, similarity_targets, validate_config
+from neurobias.config import ConfigError, example_arms, oracle_readout, similarity_targets, validate_config
 from neurobias.sources import VGG19_FILE, download_filename, image_size_of
 
 try:
@@ -64,6 +64,9 @@ def all_targets():
             targets += [f"figures/{study}/{figure}.{ext}" for figure in ("federer_fig6", "federer_fig7")
                         for ext in ("pdf", "png")]
             targets.append(f"results/stats/{study}/learning_curves_tests.csv")
+        if "corruptions" in evaluations:  # Safarani 2021
+            targets += [f"figures/{study}/{figure}.{ext}" for figure in SAFARANI_FIGURES for ext in ("pdf", "png")]
+            targets.append(f"results/stats/{study}/robustness_regression.csv")
     if config.get("brain_likeness") is not None:  # Dapello 2020 / Geirhos 2018 over all models
         targets += ["results/brain_likeness/correlations.csv", "figures/brain_likeness/dapello_fig1.pdf",
                     "figures/brain_likeness/dapello_fig1.png"]
@@ -73,9 +76,22 @@ def all_targets():
     return targets
 
 
+SAFARANI_FIGURES = ("safarani_fig2", "safarani_fig3a", "safarani_fig3b", "safarani_fig3c")
+
+
 def target_path(study, arm):
     a = study_cfg(study)["arms"][arm]
-    return [] if a["regulariser"] == "none" else f"results/similarity/{study}/{a['target']}.npy"
+    return f"results/similarity/{study}/{a['target']}.npy" if "target" in a else []
+
+
+def safarani_example_arms(study):
+    """(baseline arm, MTL arm) of Safarani's Fig. 2 (see neurobias.config.example_arms)."""
+    return example_arms(study_cfg(study))
+
+
+def arm_seed_paths(pattern, study):
+    """``pattern`` ({study}, {arm}, {seed}) for every arm and seed of a study."""
+    return expand(pattern, study=study, arm=study_cfg(study)["arms"], seed=study_cfg(study)["seeds"])
 
 
 wildcard_constraints:

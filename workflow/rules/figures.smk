@@ -76,3 +76,61 @@ rule figure_federer:
         "../../envs/neurobias.yaml"
     script:
         "../scripts/figure_federer.py"
+
+
+# Safarani 2021 Fig. 3: robustness per category (A), overall (B), robustness vs neural prediction
+# across the batch-ratio pool (C).
+rule figure_safarani_fig3:
+    input:
+        scores="results/stats/{study}/robustness_scores.csv",
+        per_seed="results/stats/{study}/robustness_scores_per_seed.csv",
+        models="results/stats/{study}/robustness_models.csv",
+        regression="results/stats/{study}/robustness_regression.csv",
+    output:
+        pdf="figures/{study}/safarani_fig3{panel}.pdf",
+        png=report(
+            "figures/{study}/safarani_fig3{panel}.png",
+            caption="../../report/safarani_fig3.rst",
+            category="{study}",
+            subcategory="Figures",
+        ),
+    wildcard_constraints:
+        panel="a|b|c",
+    log:
+        "logs/figures/{study}/safarani_fig3{panel}.log",
+    threads: job_threads("cpu_jobs", 1)
+    resources:
+        **job_resources("cpu_jobs"),
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/figure_safarani_fig3.py"
+
+
+# Safarani 2021 Fig. 2: one test image under the corruptions where the MTL arm gains most, a median
+# amount and least, with the baseline's and the MTL arm's predictions (first seed of each).
+rule figure_safarani_fig2:
+    input:
+        scores="results/stats/{study}/corruption_accuracy.csv",
+        models=lambda wc: [
+            f"results/train/{wc.study}/{arm}/seed{study_cfg(wc.study)['seeds'][0]}/model.pt"
+            for arm in dict.fromkeys(safarani_example_arms(wc.study))
+        ],
+        test=lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/test.pt",
+    output:
+        pdf="figures/{study}/safarani_fig2.pdf",
+        png=report(
+            "figures/{study}/safarani_fig2.png",
+            caption="../../report/safarani_fig2.rst",
+            category="{study}",
+            subcategory="Figures",
+        ),
+    log:
+        "logs/figures/{study}/safarani_fig2.log",
+    threads: job_threads("cpu_jobs", 1)
+    resources:
+        **job_resources("cpu_jobs"),
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/figure_safarani_fig2.py"

@@ -1,5 +1,6 @@
-# Stage 4: similarity targets (Li's S_neural: model, data, shuffle, vgg; Federer's teacher RSMs:
-# rsm_v1, rsm_v1_shuffle, rsm_gaussian_v1, rsm_gaussian_other) and diagnostics of what they can teach.
+# Stage 4: neural targets: Li's S_neural (model, data, shuffle, vgg), Federer's teacher RSMs
+# (rsm_v1, rsm_v1_shuffle, rsm_gaussian_v1, rsm_gaussian_other), Safarani's response targets
+# (responses_model, responses_shuffle, responses_oracle), and diagnostics of what they can teach.
 
 
 def recording_of(wc):
@@ -10,11 +11,15 @@ rule similarity:
     input:
         recording=recording_of,
         v1model=lambda wc: (
-            f"results/v1model/{study_cfg(wc.study)['recording']}/model.pt" if wc.kind == "model" else []
+            f"results/v1model/{study_cfg(wc.study)['recording']}/model.pt"
+            if wc.kind in ("model", "responses_model")
+            else []
         ),
-        model_similarity=lambda wc: (
-            f"results/similarity/{wc.study}/model.npy" if wc.kind == "shuffle" else []
-        ),
+        # what a shuffle permutes
+        model_similarity=lambda wc: {
+            "shuffle": f"results/similarity/{wc.study}/model.npy",
+            "responses_shuffle": f"results/similarity/{wc.study}/responses_model.npy",
+        }.get(wc.kind, []),
         vgg_weights=lambda wc: (
             f"results/downloads/{VGG19_FILE}"
             if wc.kind == "vgg" and vgg_weights_kind(wc.study) == "imagenet"
@@ -23,7 +28,7 @@ rule similarity:
     output:
         "results/similarity/{study}/{kind}.npy",
     wildcard_constraints:
-        kind="model|data|shuffle|vgg|rsm_v1|rsm_v1_shuffle|rsm_gaussian_v1|rsm_gaussian_other",
+        kind="model|data|shuffle|vgg|rsm_v1|rsm_v1_shuffle|rsm_gaussian_v1|rsm_gaussian_other|responses_model|responses_shuffle",
     params:
         shuffle_seed=lambda wc: study_cfg(wc.study).get("similarity", {}).get("shuffle_seed", 0),
         image_size=lambda wc: image_size_of(config["datasets"][study_cfg(wc.study)["dataset"]]),
@@ -46,7 +51,10 @@ rule similarity_diagnostics:
         targets=lambda wc: expand(
             "results/similarity/{study}/{kind}.npy",
             study=wc.study,
-            kind=sorted(set(similarity_targets(study_cfg(wc.study))) | {"data", "shuffle"}),
+            kind=sorted(
+                {k for k in similarity_targets(study_cfg(wc.study)) if not k.startswith("responses_")}
+                | {"data", "shuffle"}
+            ),
         ),
     output:
         "results/similarity/{study}/diagnostics.json",
@@ -59,3 +67,30 @@ rule similarity_diagnostics:
         "../../envs/neurobias.yaml"
     script:
         "../scripts/similarity_diagnostics.py"
+
+
+# Safarani 2021's MTL-oracle targets: a readout fitted on one trained oracle network's frozen core.
+rule oracle_targets:
+    input:
+        oracle=lambda wc: "results/train/{study}/{arm}/seed{seed}/model.pt".format(
+            study=wc.study, arm=oracle_readout(study_cfg(wc.study))["arm"],
+            seed=oracle_readout(study_cfg(wc.study))["model_seed"],
+        ),
+        recording=recording_of,
+        responses="results/similarity/{study}/responses_model.npy",
+    output:
+        "results/similarity/{study}/responses_oracle.npy",
+    params:
+        cfg=lambda wc: {
+            **oracle_readout(study_cfg(wc.study)),
+            "image_size": image_size_of(config["datasets"][study_cfg(wc.study)["dataset"]]),
+        },
+    log:
+        "logs/similarity/{study}/responses_oracle.log",
+    threads: job_threads("gpu_jobs", 1)
+    resources:
+        **job_resources("gpu_jobs"),
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/oracle_targets.py"

@@ -63,3 +63,38 @@ rule stats_learning_curves:
         "../../envs/neurobias.yaml"
     script:
         "../scripts/stats_learning_curves.py"
+
+
+# Safarani 2021: robustness scores relative to the baseline (overall and per corruption category),
+# bootstrapped intervals, one row per model, and the 2-factor OLS over each batch-ratio pool.
+rule stats_corruptions:
+    input:
+        csvs=lambda wc: arm_seed_paths("results/eval/{study}/corruptions/{arm}/seed{seed}.csv", wc.study),
+        correct=lambda wc: arm_seed_paths(
+            "results/eval/{study}/corruptions/{arm}/seed{seed}_correct.npz", wc.study
+        ),
+    output:
+        accuracy="results/stats/{study}/corruption_accuracy.csv",
+        scores=report(
+            "results/stats/{study}/robustness_scores.csv",
+            caption="../../report/robustness_statistics.rst",
+            category="{study}",
+            subcategory="Statistics",
+        ),
+        per_seed="results/stats/{study}/robustness_scores_per_seed.csv",
+        models="results/stats/{study}/robustness_models.csv",
+        regression=report(
+            "results/stats/{study}/robustness_regression.csv",
+            caption="../../report/robustness_statistics.rst",
+            category="{study}",
+            subcategory="Statistics",
+        ),
+    log:
+        "logs/stats/{study}/corruptions.log",
+    threads: job_threads("cpu_jobs", 1)
+    resources:
+        **job_resources("cpu_jobs"),
+    conda:
+        "../../envs/neurobias.yaml"
+    script:
+        "../scripts/stats_corruptions.py"

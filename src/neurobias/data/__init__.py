@@ -14,7 +14,11 @@ from .synthetic import CLASS_NAMES, make_synthetic_task
 def _synthetic(params: dict):
     keys = ("seed", "n_train", "n_val", "n_test", "image_size", "shortcut_amplitude",
             "shortcut_probability", "clutter")
-    return make_synthetic_task(**{k: params[k] for k in keys if k in params}), list(CLASS_NAMES)
+    splits = make_synthetic_task(**{k: params[k] for k in keys if k in params})
+    if params.get("grey"):  # one luma channel, as grey Tiny ImageNet (Safarani 2021)
+        from .cifar import luma
+        splits = {name: (luma(images), labels) for name, (images, labels) in splits.items()}
+    return splits, list(CLASS_NAMES)
 
 
 def _cifar(variant):

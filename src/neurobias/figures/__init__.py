@@ -31,6 +31,12 @@ from .noise_robustness import (
 from .adversarial import plot_adversarial  # noqa: E402  (after noise_robustness: it reuses its styles)
 from .federer import plot_federer_fig6, plot_federer_fig7  # noqa: E402
 from .brain_likeness import plot_dapello_fig1, plot_geirhos_fig3  # noqa: E402
+from .safarani import (  # noqa: E402
+    plot_safarani_fig2,
+    plot_safarani_fig3a,
+    plot_safarani_fig3b,
+    plot_safarani_fig3c,
+)
 
 #: figure name -> plotting function (see module docstring for the contract).
 FIGURES: dict[str, Callable[..., None]] = {
@@ -43,6 +49,12 @@ FIGURES: dict[str, Callable[..., None]] = {
     # brain-likeness vs robustness: the model table / tidy manipulation rows
     "dapello_fig1": plot_dapello_fig1,
     "geirhos_fig3": plot_geirhos_fig3,
+    # Safarani 2021: robustness scores with bootstrap intervals (3A, 3B), the model table and its
+    # regression (3C), example images with predictions (2)
+    "safarani_fig2": plot_safarani_fig2,
+    "safarani_fig3a": plot_safarani_fig3a,
+    "safarani_fig3b": plot_safarani_fig3b,
+    "safarani_fig3c": plot_safarani_fig3c,
 }
 
 __all__ = [

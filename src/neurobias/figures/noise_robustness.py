@@ -63,6 +63,13 @@ ARM_STYLE: dict[str, dict[str, str]] = {
     # VOneBlock front ends (Dapello et al. 2020)
     "vone_v1": {"color": "#56B4E9", "label": "VOneBlock (V1 parameters)", "marker": "h"},
     "vone_uniform": {"color": "#E69F00", "label": "VOneBlock (uniform parameters)", "marker": "X"},
+    # Safarani et al. 2021 (multi-task learning on monkey V1); sweep arms such as
+    # "mtl_monkey.ratio2" are drawn by pool, not by these styles
+    "baseline": {"color": "#555555", "label": "Baseline", "marker": "o"},
+    "mtl_monkey": {"color": "#D55E00", "label": "MTL-Monkey", "marker": "D"},
+    "mtl_shuffled": {"color": "#009E73", "label": "MTL-Shuffled", "marker": "^"},
+    "mtl_oracle": {"color": "#0072B2", "label": "MTL-Oracle", "marker": "s"},
+    "oracle": {"color": "#CC79A7", "label": "Oracle", "marker": "v"},
 }
 
 #: Legend order: these first, then any other arms alphabetically.

@@ -11,6 +11,8 @@ Architectures (``model.architecture``; tap names in :mod:`neurobias.layer_names`
 - ``cornet_z``: CORnet-Z, Kubilius et al. 2018 (:mod:`.cornet`), option ``width``.
 - ``vgg16``: VGG-16 configuration D with a small-input head (:mod:`.vgg`), options ``width``,
   ``batch_norm``.
+- ``vgg19``: VGG-19 configuration E, the same head and options (batch norm on by default; Safarani
+  et al. 2021).
 
 Every architecture also takes the classifier option ``input_size`` (int or None): images are
 resized bilinearly (with antialiasing) to ``input_size`` x ``input_size`` before normalisation,
@@ -38,7 +40,7 @@ from torch.nn import functional as F
 
 from .cornet import cornet_z
 from .resnet import resnet18_cifar, resnet34_cifar
-from .vgg import vgg16
+from .vgg import vgg16, vgg19
 from .vone import VOneBlock, VOneFront, vone_front
 
 ARCHITECTURES = {
@@ -47,6 +49,8 @@ ARCHITECTURES = {
     "cornet_z": lambda num_classes, in_channels, width=64: cornet_z(num_classes, width, in_channels),
     "vgg16": lambda num_classes, in_channels, width=64, batch_norm=False: vgg16(num_classes, width, in_channels,
                                                                                 batch_norm),
+    "vgg19": lambda num_classes, in_channels, width=64, batch_norm=True: vgg19(num_classes, width, in_channels,
+                                                                               batch_norm),
 }
 
 
@@ -74,8 +78,9 @@ class Classifier(nn.Module):
             return x
         return F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
 
-    def forward_taps(self, x, taps=()):
-        return self.backbone.forward_taps((self.resize(x) - self.mean) / self.std, taps)
+    def forward_taps(self, x, taps=(), **options):
+        """``options`` go to the backbone (VGG: ``features_only``)."""
+        return self.backbone.forward_taps((self.resize(x) - self.mean) / self.std, taps, **options)
 
     def forward(self, x):
         return self.forward_taps(x)[0]

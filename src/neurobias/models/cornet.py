@@ -74,7 +74,9 @@ class CORnetZ(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward_taps(self, x: torch.Tensor, taps=()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_taps(self, x: torch.Tensor, taps=(), features_only: bool = False
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # features_only is a hint (VGG stops early); the logits here cost next to nothing
         h, feats = run_taps(self, x, taps)
         return self.decoder(h), feats
 

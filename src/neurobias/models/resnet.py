@@ -55,7 +55,9 @@ class ResNetCIFAR(nn.Module):
         self.fc = nn.Linear(ch, num_classes)
         self.tap_names = ("stem", "layer1", "layer2", "layer3", "layer4")
 
-    def forward_taps(self, x: torch.Tensor, taps=()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_taps(self, x: torch.Tensor, taps=(), features_only: bool = False
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # features_only is a hint (VGG stops early); the logits here cost next to nothing
         h, feats = run_taps(self, x, taps)
         logits = self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
         return logits, feats

@@ -1,6 +1,15 @@
-"""VGG-16 (Simonyan & Zisserman 2015, "Very Deep Convolutional Networks for Large-Scale Image
-Recognition", ICLR; Table 1 configuration D) with a width option, optional batch norm, and named
-feature taps for regularisers.
+"""VGG-16 and VGG-19 (Simonyan & Zisserman 2015, "Very Deep Convolutional Networks for Large-Scale
+Image Recognition", ICLR; Table 1 configurations D and E) with a width option, optional batch norm,
+and named feature taps for regularisers.
+
+Configuration E (VGG-19) has four convolutions in stages 3-5 instead of three::
+
+    64, 64, M, 128, 128, M, 256 x4, M, 512 x4, M, 512 x4, M
+
+Safarani et al. 2021 use VGG-19 with batch norm on 64x64 grey Tiny ImageNet and share the
+network up to ``conv3_1`` between the classification and the neural task
+(:mod:`neurobias.regularisers.mtl`); :meth:`VGG.core_modules` and :meth:`VGG.reset_after` give the
+parts before and after such a layer (the oracle network freezes the former and retrains the latter).
 
 Features (configuration D): 3x3 convolutions with padding 1, each followed by ReLU (with
 ``batch_norm``: conv -> BatchNorm -> ReLU, as in VGG-16-BN), and 2x2 stride-2 max-pools:
@@ -31,6 +40,9 @@ from torch import nn
 
 # Configuration D: numbers are output channels at width 64, "M" a 2x2 stride-2 max-pool.
 CONFIG_D = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+# Configuration E (VGG-19).
+CONFIG_E = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+            512, 512, 512, 512, "M")
 
 
 def _layer_names(config=CONFIG_D) -> tuple[str, ...]:
@@ -50,10 +62,10 @@ class VGG(nn.Module):
                  config=CONFIG_D):
         super().__init__()
         if width < 1 or in_channels < 1 or num_classes < 1:
-            raise ValueError(f"vgg16: width, in_channels and num_classes must be positive, got "
+            raise ValueError(f"vgg: width, in_channels and num_classes must be positive, got "
                              f"{width}, {in_channels}, {num_classes}")
         if not isinstance(batch_norm, bool):
-            raise ValueError(f"vgg16: batch_norm must be true or false, got {batch_norm!r}")
+            raise ValueError(f"vgg: batch_norm must be true or false, got {batch_norm!r}")
         self.tap_names = _layer_names(config)
         self.features = nn.ModuleDict()
         ch = in_channels
@@ -63,7 +75,7 @@ class VGG(nn.Module):
                 continue
             out = v * width // 64
             if out < 1:
-                raise ValueError(f"vgg16: width {width} gives {name} no channels")
+                raise ValueError(f"vgg: width {width} gives {name} no channels")
             mods = [nn.Conv2d(ch, out, 3, 1, 1)]
             if batch_norm:
                 mods.append(nn.BatchNorm2d(out))
@@ -74,23 +86,39 @@ class VGG(nn.Module):
         self.classifier = nn.Sequential(nn.Linear(ch, ch), nn.ReLU(inplace=True), nn.Dropout(0.5),
                                         nn.Linear(ch, num_classes))
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+            _initialise(m)
 
-    def forward_taps(self, x: torch.Tensor, taps=()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def core_modules(self, layer: str) -> list[nn.Module]:
+        """The feature blocks up to and including tap ``layer`` (the shared core)."""
+        if layer not in self.tap_names:
+            raise ValueError(f"vgg: unknown layer {layer!r}; taps are {list(self.tap_names)}")
+        names = self.tap_names[: self.tap_names.index(layer) + 1]
+        return [self.features[n] for n in names]
+
+    def reset_after(self, layer: str, generator: torch.Generator | None = None) -> None:
+        """Re-initialise every block after tap ``layer`` and the classifier (as at construction)."""
+        core = {id(m) for block in self.core_modules(layer) for m in block.modules()}
+        with torch.random.fork_rng(devices=[]):
+            if generator is not None:
+                torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            for m in self.modules():
+                if id(m) not in core:
+                    _initialise(m)
+                    if isinstance(m, nn.BatchNorm2d):
+                        m.reset_running_stats()
+
+    def forward_taps(self, x: torch.Tensor, taps=(), features_only: bool = False
+                     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """(logits, {tap: activation}); ``features_only`` stops after the last requested tap and
+        returns ``(None, feats)`` (a neural head on an early layer need not run the classifier)."""
         feats = {}
         h = x
         for name, layer in self.features.items():
             h = layer(h)
             if name in taps:
                 feats[name] = h
+                if features_only and len(feats) == len(set(taps)):
+                    return None, feats
         logits = self.classifier(torch.flatten(self.pool(h), 1))
         return logits, feats
 
@@ -98,5 +126,23 @@ class VGG(nn.Module):
         return self.forward_taps(x)[0]
 
 
+def _initialise(m: nn.Module) -> None:
+    """torchvision's VGG initialisation for one module (others are left alone)."""
+    if isinstance(m, nn.Conv2d):
+        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, 0.0, 0.01)
+        nn.init.zeros_(m.bias)
+
+
 def vgg16(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = False) -> VGG:
     return VGG(num_classes, width, in_channels, batch_norm, CONFIG_D)
+
+
+def vgg19(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = True) -> VGG:
+    """VGG-19 (configuration E); batch norm on by default (Safarani et al. 2021 use VGG-19-BN)."""
+    return VGG(num_classes, width, in_channels, batch_norm, CONFIG_E)

@@ -306,9 +306,13 @@ class VOneFront(nn.Module):
         self.backbone = backbone
         self.tap_names = (VONE_TAP, *backbone.tap_names)
 
-    def forward_taps(self, x: torch.Tensor, taps=()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_taps(self, x: torch.Tensor, taps=(), features_only: bool = False
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         v = self.vone(x)
-        logits, feats = self.backbone.forward_taps(self.bottleneck(v), taps)
+        if features_only and set(taps) <= {VONE_TAP}:
+            return None, {VONE_TAP: v}
+        logits, feats = self.backbone.forward_taps(self.bottleneck(v), [t for t in taps if t != VONE_TAP],
+                                                   features_only=features_only)
         if VONE_TAP in taps:
             feats = {VONE_TAP: v, **feats}
         return logits, feats

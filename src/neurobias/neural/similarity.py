@@ -63,6 +63,13 @@ def shuffle_similarity(similarity: np.ndarray, seed: int) -> np.ndarray:
     return similarity[np.ix_(perm, perm)]
 
 
+def shuffle_responses(responses: np.ndarray, seed: int) -> np.ndarray:
+    """Permute image identities of a response table [M, K] (rows): Safarani 2021's MTL-shuffled
+    targets keep every response pattern but not which image evoked it."""
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 19])).permutation(len(responses))
+    return responses[perm]
+
+
 def off_diagonal(similarity: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     """Upper-triangle values, optionally of the sub-matrix on ``rows``."""
     s = similarity if rows is None else similarity[np.ix_(rows, rows)]

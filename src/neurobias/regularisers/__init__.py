@@ -5,19 +5,25 @@ with the network and saved in its checkpoint) with
 
     taps: tuple[str, ...]                        # layers it reads
     active(epoch, step) -> bool                  # whether this step adds the penalty
-    stimulus_batch(generator) -> index tensor    # which stimulus images this step uses
+    stimulus_batches(epoch, step) -> int         # how many stimulus batches this step sums over
+    stimulus_batch(generator) -> index tensor    # which stimulus images one batch uses
     loss(stimulus_features, rows) -> scalar      # the penalty, given the taps' activations
-    total_loss(ce, penalty) -> scalar            # how the penalty joins the cross-entropy
+    total_loss(ce, penalty | None) -> scalar     # how the penalty joins the cross-entropy
     log() -> dict[str, float]                    # values worth a column in history.csv
 
-Kinds: ``similarity`` (Li et al. 2019), ``rsm`` (Federer et al. 2020).
-Extension point: add a builder ``(arm, target, train_rows) -> Regulariser`` to :data:`REGULARISERS`
-under the name the config's ``arms.<arm>.regulariser`` uses.
+Kinds: ``similarity`` (Li et al. 2019), ``rsm`` (Federer et al. 2020), ``mtl`` (Safarani et al.
+2021: a V1 readout on the shared core, uncertainty-weighted), ``oracle`` (Safarani et al.'s oracle:
+corruption-consistency pretraining of the core, then the rest retrained on clean images).
+Extension point: add a builder ``(arm, target, train_rows, context) -> Regulariser`` to
+:data:`REGULARISERS` under the name the config's ``arms.<arm>.regulariser`` uses. ``context`` holds
+study-level settings (``rsm_metric``) and what the training run knows (``seed``, ``tap_channels``:
+channels of every tap of the network being trained).
 """
 
 from __future__ import annotations
 
 from .base import Regulariser
+from .mtl import MTLRegulariser
 from .rsm import RSMRegulariser
 from .similarity import SimilarityRegulariser
 
@@ -35,7 +41,22 @@ def _rsm(arm: dict, target, train_rows, context: dict) -> RSMRegulariser:
                           stimulus_batch_size=arm.get("stimulus_batch_size", 10))
 
 
-REGULARISERS = {"similarity": _similarity, "rsm": _rsm}
+def _mtl(arm: dict, target, train_rows, context: dict) -> MTLRegulariser:
+    return MTLRegulariser(target, train_rows, arm["layer"], context["tap_channels"][arm["layer"]],
+                          batch_ratio=float(arm.get("batch_ratio", 1.0)),
+                          stimulus_batch_size=arm.get("stimulus_batch_size", 64),
+                          seed=int(context.get("seed", 0)))
+
+
+def _oracle(arm: dict, target, train_rows, context: dict):
+    from .oracle import OracleTraining  # imports the corruptions only where needed
+    spec = arm["oracle"]
+    return OracleTraining(arm["layer"], pretrain_epochs=spec["pretrain_epochs"],
+                          consistency_weight=spec.get("consistency_weight", 1.0),
+                          **{k: spec[k] for k in ("corruptions", "severities", "clean_fraction", "groups") if k in spec})
+
+
+REGULARISERS = {"similarity": _similarity, "rsm": _rsm, "mtl": _mtl, "oracle": _oracle}
 
 
 def build_regulariser(arm: dict, target, train_rows, context: dict | None = None) -> Regulariser | None:
@@ -53,10 +74,10 @@ def regularised_layers(arm: dict) -> tuple[str, ...]:
     """The layers an arm's regulariser reads (empty for none)."""
     if arm.get("regulariser") == "similarity":
         return tuple(arm["layers"])
-    if arm.get("regulariser") == "rsm":
+    if arm.get("regulariser") in ("rsm", "mtl", "oracle"):
         return (arm["layer"],)
     return ()
 
 
-__all__ = ["REGULARISERS", "Regulariser", "RSMRegulariser", "SimilarityRegulariser", "build_regulariser",
-           "regularised_layers"]
+__all__ = ["REGULARISERS", "MTLRegulariser", "Regulariser", "RSMRegulariser", "SimilarityRegulariser",
+           "build_regulariser", "regularised_layers"]

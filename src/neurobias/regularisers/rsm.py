@@ -71,7 +71,9 @@ class RSMRegulariser(Regulariser):
     def loss(self, features: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
         return rsm_cost(feature_rsm(features[self.taps[0]], self.metric), self.target[rows][:, rows], self.cost)
 
-    def total_loss(self, ce: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    def total_loss(self, ce: torch.Tensor, penalty: torch.Tensor | None) -> torch.Tensor:
+        if penalty is None:
+            return ce
         if self.weighting == "fixed":
             return ce + self.weight * penalty
         lam = self.weight * ce.detach() / penalty.detach().clamp_min(1e-8)
