@@ -25,6 +25,8 @@ REGULARISER_FIELDS = {"similarity": (("target", "alpha", "layers"), LI_TARGETS),
                       "rsm": (("target", "r", "layer"), RSM_TARGETS),
                       "mtl": (("target", "layer"), MTL_TARGETS),
                       "oracle": (("layer", "oracle"), ())}
+# Backbones an oracle arm can split at a layer (models.core_split.CoreSplit)
+SPLITTABLE = frozenset({"cornet_z", "vgg11", "vgg16", "vgg19"})
 # Sweeps: config key -> (arm field it sets, key of its values, name infix, regulariser it needs)
 SWEEPS = {"label_noise": ("label_noise", "fractions", "labelnoise", None),
           "r": ("r", "values", "r", "rsm"),
@@ -163,7 +165,7 @@ def _check_model_builds(field: str, model: dict, dataset: dict) -> None:
     """What the schema cannot see: VGG-16's five poolings need inputs of at least 32 px; a VOneBlock
     needs at least one Gabor channel."""
     size = model.get("input_size") or dataset.get("image_size", 32 if dataset.get("source") != "tiny_imagenet" else 64)
-    if model["architecture"] in ("vgg16", "vgg19") and size < 32:
+    if model["architecture"] in ("vgg11", "vgg16", "vgg19") and size < 32:
         raise ConfigError(f"config field '{field}': {model['architecture']} needs inputs of at least 32 px (five 2x poolings); "
                           f"got {size} (set model.input_size: 32)")
     vone = model.get("vone")
@@ -176,9 +178,9 @@ def _check_safarani(study: dict, where: str) -> None:
     need an oracle readout; the corruption analysis names arms that exist."""
     arms = study["arms"]
     for name, arm in arms.items():
-        if arm["regulariser"] == "oracle" and arm_model(study, name)["architecture"] not in ("vgg16", "vgg19"):
-            raise ConfigError(f"config field '{where}.arms.{name}.regulariser': the oracle freezes a VGG core; "
-                              f"the model is {arm_model(study, name)['architecture']!r} (use vgg16 or vgg19)")
+        if arm["regulariser"] == "oracle" and arm_model(study, name)["architecture"] not in SPLITTABLE:
+            raise ConfigError(f"config field '{where}.arms.{name}.regulariser': the oracle freezes the core before its layer; "
+                              f"the model is {arm_model(study, name)['architecture']!r} (use one of {sorted(SPLITTABLE)})")
     readout = study.get("similarity", {}).get("oracle_readout")
     uses_oracle = any(a.get("target") == "responses_oracle" for a in arms.values())
     if uses_oracle and readout is None:

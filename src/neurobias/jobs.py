@@ -298,11 +298,12 @@ def oracle_targets(oracle_model_path, recording_path, responses_path, params: di
     return metrics
 
 
-def evaluate_corruptions(study_name: str, arm: str, seed: int, params: dict, model_path, history_path, test_path,
-                         out_csv, out_npz, device: str, progress: bool = True) -> pd.DataFrame:
-    """Accuracy per corruption x severity (and clean) on the first ``n_images`` test images, the same
-    corrupted images for every model; the MTL head's neural prediction performance from the
-    training history (the epoch whose weights were kept); per-image correctness for the bootstrap."""
+def evaluate_corruptions(study_name: str, arm: str, seeds: list[int], params: dict, model_paths, history_paths,
+                         test_path, out_csv, out_npz, device: str, progress: bool = True) -> pd.DataFrame:
+    """Accuracy per corruption x severity (and clean) of every seed's model of one arm on the first
+    ``n_images`` test images, the same corrupted images for every model (generated once per arm);
+    the MTL head's neural prediction performance from each training history (the epoch whose
+    weights were kept); per-image correctness [seed, condition, image] for the bootstrap."""
     from .data import load_split
     from .robustness.corruption_accuracy import corruption_accuracy
     from .robustness.corruptions import TIN_TC
@@ -316,26 +317,30 @@ def evaluate_corruptions(study_name: str, arm: str, seed: int, params: dict, mod
     corruptions = params.get("corruptions") or list(TIN_TC)
     severities = params.get("severities") or [1, 2, 3, 4, 5]
     records, correct, conditions = corruption_accuracy(
-        load_classifier(model_path, device), images, labels, corruptions, severities, params.get("seed", 0),
-        params.get("batch_size", 500), device, progress=progress)
-    rows = [{"study": study_name, "arm": arm, "seed": seed, "evaluation": "corruptions", "condition": r["corruption"],
-             "category": r["category"], "level": r["severity"], "metric": "accuracy", "value": r["accuracy"]}
-            for r in records]
-    history = pd.read_csv(history_path)
-    kept = history[history["restored"]] if "restored" in history else history.tail(1)
-    for metric, column in (("neural_prediction_r", "neural_r_target"), ("neural_prediction_r_data", "neural_r_data")):
-        value = float(kept[column].iloc[-1]) if column in kept else float("nan")
-        rows.append({"study": study_name, "arm": arm, "seed": seed, "evaluation": "corruptions",
-                     "condition": "neural", "category": "neural", "level": 0, "metric": metric, "value": value})
+        [load_classifier(p, device) for p in model_paths], images, labels, corruptions, severities,
+        params.get("seed", 0), params.get("batch_size", 500), device, progress=progress)
+    rows = []
+    for seed, seed_records, history_path in zip(seeds, records, history_paths):
+        rows += [{"study": study_name, "arm": arm, "seed": seed, "evaluation": "corruptions",
+                  "condition": r["corruption"], "category": r["category"], "level": r["severity"],
+                  "metric": "accuracy", "value": r["accuracy"]} for r in seed_records]
+        history = pd.read_csv(history_path)
+        kept = history[history["restored"].astype(bool)] if "restored" in history else history.tail(1)
+        for metric, column in (("neural_prediction_r", "neural_r_target"),
+                               ("neural_prediction_r_data", "neural_r_data")):
+            value = float(kept[column].iloc[-1]) if column in kept else float("nan")
+            rows.append({"study": study_name, "arm": arm, "seed": seed, "evaluation": "corruptions",
+                         "condition": "neural", "category": "neural", "level": 0, "metric": metric,
+                         "value": value})
     frame = pd.DataFrame(rows)
     _write_csv(frame, out_csv)
     out_npz = Path(out_npz)
     tmp = out_npz.with_name(out_npz.name + ".tmp.npz")
-    np.savez_compressed(tmp, correct=correct, corruption=np.array([c for c, _ in conditions]),
+    np.savez_compressed(tmp, correct=correct, seeds=np.asarray(seeds), corruption=np.array([c for c, _ in conditions]),
                         severity=np.array([s for _, s in conditions]))
     os.replace(tmp, out_npz)
-    write_provenance(Path(out_csv).parent, job="evaluate_corruptions", filename=f"provenance_seed{seed}.json",
-                     config_slice=params, seed=seed, device=device, started=started)
+    write_provenance(Path(out_csv).parent, job="evaluate_corruptions", filename=f"provenance_{arm}.json",
+                     config_slice=params, seed=list(seeds), device=device, started=started)
     return frame
 
 
@@ -642,10 +647,12 @@ def safarani_arms_table(study: dict) -> pd.DataFrame:
 
 
 def _load_correct(npz_paths: dict) -> tuple[dict, list[tuple[str, int]]]:
+    """{(arm, seed): correct [conditions, images]} and the conditions, from one file per arm."""
     correct, conditions = {}, None
-    for key, path in npz_paths.items():
+    for arm, path in npz_paths.items():
         with np.load(path) as z:
-            correct[key] = z["correct"]
+            for seed, c in zip(z["seeds"].tolist(), z["correct"]):
+                correct[(arm, int(seed))] = c
             conds = list(zip(z["corruption"].tolist(), z["severity"].tolist()))
         if conditions is not None and conds != conditions:
             raise ValueError(f"{path}: evaluated under other conditions than the other models")
@@ -659,7 +666,7 @@ def corruption_statistics(csv_paths, npz_paths: dict, study_name: str, study: di
     robustness scores relative to the baseline, overall and per category, with bootstrapped
     intervals (test images resampled in pairs across models, and each arm's seeds); per-seed
     scores; one row per model; the 2-factor OLS of robustness on neural prediction performance and
-    clean accuracy over each batch-ratio pool. npz_paths: {(arm, seed): per-image correctness}."""
+    clean accuracy over each batch-ratio pool. npz_paths: {arm: per-image correctness of its seeds}."""
     from .robustness.corruptions import CATEGORIES
     from .stats import (bootstrap_robustness, model_robustness_table, robustness_scores_per_seed, summarise,
                         two_factor_regression)

@@ -31,6 +31,8 @@ ARCHITECTURE_TAPS: dict[str, tuple[str, ...]] = {
               "conv3_1", "conv3_2", "conv3_3", "pool3",
               "conv4_1", "conv4_2", "conv4_3", "pool4",
               "conv5_1", "conv5_2", "conv5_3", "pool5"),
+    "vgg11": ("conv1_1", "pool1", "conv2_1", "pool2", "conv3_1", "conv3_2", "pool3",
+              "conv4_1", "conv4_2", "pool4", "conv5_1", "conv5_2", "pool5"),
     # Safarani et al. 2021 share VGG-19 up to conv3_1 between classification and V1 prediction.
     "vgg19": ("conv1_1", "conv1_2", "pool1",
               "conv2_1", "conv2_2", "pool2",
@@ -54,6 +56,7 @@ ARCHITECTURE_OPTIONS: dict[str, set[str]] = {
     "resnet34": {"width"} | CLASSIFIER_OPTIONS,
     "cornet_z": {"width"} | CLASSIFIER_OPTIONS,
     "vgg16": {"width", "batch_norm"} | CLASSIFIER_OPTIONS,
+    "vgg11": {"width", "batch_norm"} | CLASSIFIER_OPTIONS,
     "vgg19": {"width", "batch_norm"} | CLASSIFIER_OPTIONS,
 }
 
@@ -65,6 +68,7 @@ DEFAULT_DIAGNOSTIC_TAPS: dict[str, tuple[str, ...]] = {
     "resnet34": ("layer1", "layer2"),
     "cornet_z": ("V1",),
     "vgg16": ("conv2_1",),
+    "vgg11": ("conv3_1",),
     "vgg19": ("conv3_1",),  # the end of Safarani et al.'s shared core
 }
 
@@ -92,5 +96,6 @@ DEFAULT_EV_LAYERS: dict[str, tuple[str, ...]] = {
     "resnet34": ("stem", "layer1", "layer2"),
     "cornet_z": ("V1", "V2", "V4"),
     "vgg16": ("conv1_2", "conv2_1", "conv2_2", "conv3_1"),
+    "vgg11": ("conv1_1", "conv2_1", "conv3_1"),
     "vgg19": ("conv1_2", "conv2_1", "conv2_2", "conv3_1"),
 }

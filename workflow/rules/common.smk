@@ -89,10 +89,6 @@ def safarani_example_arms(study):
     return example_arms(study_cfg(study))
 
 
-def arm_seed_paths(pattern, study):
-    """``pattern`` ({study}, {arm}, {seed}) for every arm and seed of a study."""
-    return expand(pattern, study=study, arm=study_cfg(study)["arms"], seed=study_cfg(study)["seeds"])
-
 
 wildcard_constraints:
     study=r"[A-Za-z0-9_\-]+",

@@ -40,19 +40,27 @@ rule evaluate_adversarial:
 
 
 # Safarani 2021: accuracy under the ImageNet-C corruptions x severities (TIN-TC), generated on the
-# device with the same seed for every model; per-image correctness for the bootstrap.
+# device with the same seed for every model; one job per arm scores all its seeds on each corrupted
+# batch (the corruptions are made once per arm); per-image correctness for the bootstrap.
 rule evaluate_corruptions:
     input:
-        model="results/train/{study}/{arm}/seed{seed}/model.pt",
-        history="results/train/{study}/{arm}/seed{seed}/history.csv",
+        models=lambda wc: expand(
+            "results/train/{study}/{arm}/seed{seed}/model.pt", study=wc.study, arm=wc.arm,
+            seed=study_cfg(wc.study)["seeds"],
+        ),
+        histories=lambda wc: expand(
+            "results/train/{study}/{arm}/seed{seed}/history.csv", study=wc.study, arm=wc.arm,
+            seed=study_cfg(wc.study)["seeds"],
+        ),
         test=lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/test.pt",
     output:
-        csv="results/eval/{study}/corruptions/{arm}/seed{seed}.csv",
-        correct="results/eval/{study}/corruptions/{arm}/seed{seed}_correct.npz",
+        csv="results/eval/{study}/corruptions/{arm}.csv",
+        correct="results/eval/{study}/corruptions/{arm}_correct.npz",
     params:
         cfg=lambda wc: study_cfg(wc.study)["evaluations"]["corruptions"],
+        seeds=lambda wc: study_cfg(wc.study)["seeds"],
     log:
-        "logs/eval/{study}/corruptions/{arm}/seed{seed}.log",
+        "logs/eval/{study}/corruptions/{arm}.log",
     threads: job_threads("gpu_jobs", 1)
     resources:
         **job_resources("gpu_jobs"),

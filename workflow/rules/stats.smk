@@ -69,9 +69,11 @@ rule stats_learning_curves:
 # bootstrapped intervals, one row per model, and the 2-factor OLS over each batch-ratio pool.
 rule stats_corruptions:
     input:
-        csvs=lambda wc: arm_seed_paths("results/eval/{study}/corruptions/{arm}/seed{seed}.csv", wc.study),
-        correct=lambda wc: arm_seed_paths(
-            "results/eval/{study}/corruptions/{arm}/seed{seed}_correct.npz", wc.study
+        csvs=lambda wc: expand(
+            "results/eval/{study}/corruptions/{arm}.csv", study=wc.study, arm=study_cfg(wc.study)["arms"]
+        ),
+        correct=lambda wc: expand(
+            "results/eval/{study}/corruptions/{arm}_correct.npz", study=wc.study, arm=study_cfg(wc.study)["arms"]
         ),
     output:
         accuracy="results/stats/{study}/corruption_accuracy.csv",

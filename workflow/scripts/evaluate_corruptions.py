@@ -3,6 +3,7 @@ from neurobias.jobs import evaluate_corruptions, job_environment
 
 wc = snakemake.wildcards
 with job_environment(snakemake.log[0], snakemake.threads):
-    evaluate_corruptions(wc.study, wc.arm, int(wc.seed), snakemake.params.cfg, snakemake.input.model,
-                         snakemake.input.history, snakemake.input.test, snakemake.output.csv,
-                         snakemake.output.correct, snakemake.config["device"], snakemake.config["progress"])
+    evaluate_corruptions(wc.study, wc.arm, list(snakemake.params.seeds), snakemake.params.cfg,
+                         snakemake.input.models, snakemake.input.histories, snakemake.input.test,
+                         snakemake.output.csv, snakemake.output.correct, snakemake.config["device"],
+                         snakemake.config["progress"])

@@ -11,6 +11,7 @@ Architectures (``model.architecture``; tap names in :mod:`neurobias.layer_names`
 - ``cornet_z``: CORnet-Z, Kubilius et al. 2018 (:mod:`.cornet`), option ``width``.
 - ``vgg16``: VGG-16 configuration D with a small-input head (:mod:`.vgg`), options ``width``,
   ``batch_norm``.
+- ``vgg11``: VGG-11 configuration A (batch norm on by default), a CPU-sized VGG-19 stand-in.
 - ``vgg19``: VGG-19 configuration E, the same head and options (batch norm on by default; Safarani
   et al. 2021).
 
@@ -40,7 +41,7 @@ from torch.nn import functional as F
 
 from .cornet import cornet_z
 from .resnet import resnet18_cifar, resnet34_cifar
-from .vgg import vgg16, vgg19
+from .vgg import vgg11, vgg16, vgg19
 from .vone import VOneBlock, VOneFront, vone_front
 
 ARCHITECTURES = {
@@ -49,6 +50,8 @@ ARCHITECTURES = {
     "cornet_z": lambda num_classes, in_channels, width=64: cornet_z(num_classes, width, in_channels),
     "vgg16": lambda num_classes, in_channels, width=64, batch_norm=False: vgg16(num_classes, width, in_channels,
                                                                                 batch_norm),
+    "vgg11": lambda num_classes, in_channels, width=64, batch_norm=True: vgg11(num_classes, width, in_channels,
+                                                                               batch_norm),
     "vgg19": lambda num_classes, in_channels, width=64, batch_norm=True: vgg19(num_classes, width, in_channels,
                                                                                batch_norm),
 }

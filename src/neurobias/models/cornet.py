@@ -36,6 +36,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .core_split import CoreSplit
 from .resnet import run_taps
 
 
@@ -52,7 +53,7 @@ class CORblockZ(nn.Module):
         return self.pool(self.nonlin(self.conv(x)))
 
 
-class CORnetZ(nn.Module):
+class CORnetZ(CoreSplit, nn.Module):
     tap_names = ("V1", "V2", "V4", "IT")
 
     def __init__(self, num_classes: int = 1000, width: int = 64, in_channels: int = 3):
@@ -70,9 +71,16 @@ class CORnetZ(nn.Module):
             ("linear", nn.Linear(8 * width, num_classes)),
         ]))
         for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+            self._initialise(m)
+
+    def _block(self, tap: str) -> nn.Module:
+        return getattr(self, tap)
+
+    @staticmethod
+    def _initialise(m: nn.Module) -> None:
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
 
     def forward_taps(self, x: torch.Tensor, taps=(), features_only: bool = False
                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

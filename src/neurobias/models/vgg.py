@@ -1,5 +1,5 @@
-"""VGG-16 and VGG-19 (Simonyan & Zisserman 2015, "Very Deep Convolutional Networks for Large-Scale
-Image Recognition", ICLR; Table 1 configurations D and E) with a width option, optional batch norm,
+"""VGG-11, VGG-16 and VGG-19 (Simonyan & Zisserman 2015, "Very Deep Convolutional Networks for Large-Scale
+Image Recognition", ICLR; Table 1 configurations A, D and E) with a width option, optional batch norm,
 and named feature taps for regularisers.
 
 Configuration E (VGG-19) has four convolutions in stages 3-5 instead of three::
@@ -9,7 +9,7 @@ Configuration E (VGG-19) has four convolutions in stages 3-5 instead of three::
 Safarani et al. 2021 use VGG-19 with batch norm on 64x64 grey Tiny ImageNet and share the
 network up to ``conv3_1`` between the classification and the neural task
 (:mod:`neurobias.regularisers.mtl`); :meth:`VGG.core_modules` and :meth:`VGG.reset_after` give the
-parts before and after such a layer (the oracle network freezes the former and retrains the latter).
+parts before and after such a layer (:mod:`.core_split`) (the oracle network freezes the former and retrains the latter).
 
 Features (configuration D): 3x3 convolutions with padding 1, each followed by ReLU (with
 ``batch_norm``: conv -> BatchNorm -> ReLU, as in VGG-16-BN), and 2x2 stride-2 max-pools:
@@ -38,8 +38,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .core_split import CoreSplit
+
 # Configuration D: numbers are output channels at width 64, "M" a 2x2 stride-2 max-pool.
 CONFIG_D = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+# Configuration A (VGG-11): the smallest of the family, for CPU-sized studies.
+CONFIG_A = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 # Configuration E (VGG-19).
 CONFIG_E = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
             512, 512, 512, 512, "M")
@@ -57,7 +61,7 @@ def _layer_names(config=CONFIG_D) -> tuple[str, ...]:
     return tuple(names)
 
 
-class VGG(nn.Module):
+class VGG(CoreSplit, nn.Module):
     def __init__(self, num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = False,
                  config=CONFIG_D):
         super().__init__()
@@ -88,24 +92,10 @@ class VGG(nn.Module):
         for m in self.modules():
             _initialise(m)
 
-    def core_modules(self, layer: str) -> list[nn.Module]:
-        """The feature blocks up to and including tap ``layer`` (the shared core)."""
-        if layer not in self.tap_names:
-            raise ValueError(f"vgg: unknown layer {layer!r}; taps are {list(self.tap_names)}")
-        names = self.tap_names[: self.tap_names.index(layer) + 1]
-        return [self.features[n] for n in names]
+    def _block(self, tap: str) -> nn.Module:
+        return self.features[tap]
 
-    def reset_after(self, layer: str, generator: torch.Generator | None = None) -> None:
-        """Re-initialise every block after tap ``layer`` and the classifier (as at construction)."""
-        core = {id(m) for block in self.core_modules(layer) for m in block.modules()}
-        with torch.random.fork_rng(devices=[]):
-            if generator is not None:
-                torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-            for m in self.modules():
-                if id(m) not in core:
-                    _initialise(m)
-                    if isinstance(m, nn.BatchNorm2d):
-                        m.reset_running_stats()
+    _initialise = staticmethod(lambda m: _initialise(m))
 
     def forward_taps(self, x: torch.Tensor, taps=(), features_only: bool = False
                      ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
@@ -141,6 +131,12 @@ def _initialise(m: nn.Module) -> None:
 
 def vgg16(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = False) -> VGG:
     return VGG(num_classes, width, in_channels, batch_norm, CONFIG_D)
+
+
+def vgg11(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = True) -> VGG:
+    """VGG-11 (configuration A), batch norm on by default: a laptop-sized stand-in for VGG-19 with
+    the same stages, so a core ending at ``conv3_1`` means the same depth of pooling."""
+    return VGG(num_classes, width, in_channels, batch_norm, CONFIG_A)
 
 
 def vgg19(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = True) -> VGG:

@@ -53,7 +53,8 @@ def _oracle(arm: dict, target, train_rows, context: dict):
     spec = arm["oracle"]
     return OracleTraining(arm["layer"], pretrain_epochs=spec["pretrain_epochs"],
                           consistency_weight=spec.get("consistency_weight", 1.0),
-                          **{k: spec[k] for k in ("corruptions", "severities", "clean_fraction", "groups") if k in spec})
+                          **{k: spec[k] for k in ("consistency", "corruptions", "severities", "clean_fraction", "groups")
+                             if k in spec})
 
 
 REGULARISERS = {"similarity": _similarity, "rsm": _rsm, "mtl": _mtl, "oracle": _oracle}

@@ -8,7 +8,12 @@ Two stages in one training run (one checkpoint per epoch, so a killed job resume
    image is corrupted a second time, independently, and a consistency loss pulls the two versions
    together at ``layer``::
 
-       L = CE(clean and first corrupted versions) + w * mean (f_layer(x') - f_layer(x''))^2
+       L = CE(clean and first corrupted versions) + w * mean_i d(f_layer(x'_i), f_layer(x''_i))
+
+   with d the cosine distance 1 - cos of the flattened feature maps (``consistency: cosine``, the
+   default of the authors' ``RepresentationMatching``; it cannot be met by shrinking the features
+   to zero, which a squared error can: with ``mse`` our laptop-sized oracle's core collapsed) or
+   the mean squared difference (``consistency: mse``).
 
    Both versions get the same crop, flip and rotation, so they differ only by their corruptions.
 2. The network up to ``layer`` is frozen (weights and BatchNorm statistics) and everything after
@@ -38,9 +43,12 @@ class OracleTraining(Regulariser):
     ``in_pretraining(epoch)`` and freezes the core afterwards (see :func:`neurobias.train.train_arm`)."""
 
     def __init__(self, layer: str, *, pretrain_epochs: int, consistency_weight: float = 1.0,
-                 corruptions=None, severities=(1, 2, 3, 4, 5), clean_fraction: float = 0.5,
-                 groups: int = 4):
+                 consistency: str = "cosine", corruptions=None, severities=(1, 2, 3, 4, 5),
+                 clean_fraction: float = 0.5, groups: int = 4):
         super().__init__(weight=consistency_weight)
+        if consistency not in ("cosine", "mse"):
+            raise ValueError(f"oracle: consistency must be 'cosine' or 'mse', got {consistency!r}")
+        self.distance = consistency
         if pretrain_epochs < 1:
             raise ValueError(f"oracle: pretrain_epochs must be at least 1, got {pretrain_epochs}")
         if not 0 <= clean_fraction < 1:
@@ -82,11 +90,13 @@ class OracleTraining(Regulariser):
         return first, self._corrupt_groups(corrupted, g), len(corrupted)
 
     def consistency(self, features: torch.Tensor, n_batch: int, n_corrupted: int) -> torch.Tensor:
-        """Mean squared difference at the layer between the two corrupted versions of each image;
-        ``features`` holds the first views [n_batch] followed by the second ones [n_corrupted]."""
-        first = features[n_batch - n_corrupted:n_batch].float()
-        second = features[n_batch:].float()
-        return (first - second).pow(2).mean()
+        """Distance at the layer between the two corrupted versions of each image, averaged over
+        images; ``features`` holds the first views [n_batch] followed by the second ones."""
+        first = features[n_batch - n_corrupted:n_batch].float().flatten(1)
+        second = features[n_batch:].float().flatten(1)
+        if self.distance == "mse":
+            return (first - second).pow(2).mean()
+        return (1 - torch.nn.functional.cosine_similarity(first, second, dim=1, eps=1e-8)).mean()
 
     def enter_second_stage(self, model: nn.Module, generator: torch.Generator | None, reinitialise: bool) -> None:
         """Freeze the core (parameters and BatchNorm statistics) and, at the switch itself,
@@ -94,7 +104,7 @@ class OracleTraining(Regulariser):
         backbone = model.backbone
         if not hasattr(backbone, "core_modules"):
             raise ValueError(f"oracle: the {type(backbone).__name__} backbone cannot be split at a layer "
-                             f"(supported: vgg16, vgg19)")
+                             f"(supported: cornet_z and the VGGs)")
         for block in backbone.core_modules(self.taps[0]):
             for p in block.parameters():
                 p.requires_grad_(False)
