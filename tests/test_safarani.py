@@ -233,9 +233,9 @@ def test_oracle_readout_targets_fit_what_the_core_can_express(task):
         teacher.readout.weight.normal_(0, 1.0)
         _, f = model.forward_taps(x, ("conv3_1",), features_only=True)
         responses = teacher.predict(f["conv3_1"]).numpy()
-    targets, metrics = fit_oracle_targets(model, x, tiers, responses, "conv3_1", epochs=60, lr=0.03)
+    targets, metrics = fit_oracle_targets(model, x, tiers, responses, "conv3_1", epochs=200, lr=0.03)
     assert targets.shape == responses.shape and metrics["heldout_r"] > 0.6
-    shuffled, m2 = fit_oracle_targets(model, x, tiers, shuffle_responses(responses, 0), "conv3_1", epochs=60, lr=0.03)
+    shuffled, m2 = fit_oracle_targets(model, x, tiers, shuffle_responses(responses, 0), "conv3_1", epochs=200, lr=0.03)
     assert m2["heldout_r"] < metrics["heldout_r"] - 0.3
 
 
@@ -252,7 +252,8 @@ def tiny():
 
 
 @pytest.mark.parametrize("change, field", [
-    (lambda s: s["model"].update(architecture="resnet18"), "arms.oracle.regulariser"),
+    (lambda s: (s["model"].update(architecture="resnet18"),
+                [a.update(layer="layer1") for a in s["arms"].values() if "layer" in a]), "arms.oracle.regulariser"),
     (lambda s: s["similarity"].pop("oracle_readout"), "similarity.oracle_readout"),
     (lambda s: s["similarity"]["oracle_readout"].update(arm="baseline"), "similarity.oracle_readout.arm"),
     (lambda s: s["sweeps"]["batch_ratio"].update(arms=["baseline"]), "sweeps.batch_ratio.arms"),
