@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,10 @@ def _install_bridges() -> None:
 
 _install_bridges()
 
-import imagecorruptions  # noqa: E402
-import imagecorruptions.corruptions as _ic  # noqa: E402
+with warnings.catch_warnings():  # its `from scipy.ndimage.interpolation import ...` is deprecated
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import imagecorruptions  # noqa: E402
+    import imagecorruptions.corruptions as _ic  # noqa: E402
 
 if not getattr(_ic.gaussian, "_neurobias_bridge", False):
     _skimage_gaussian = _ic.gaussian

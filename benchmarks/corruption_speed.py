@@ -1,0 +1,197 @@
+"""ImageNet-C corruption speed: ``neurobias.robustness.corruptions`` (batched torch) against the
+reference imagecorruptions 1.1.2 (numpy/scipy/OpenCV/PIL per image), side by side in one run.
+
+    .venv/bin/python benchmarks/corruption_speed.py [--images 1000] [--threads 2] [--device cpu]
+
+Data: the embedded synthetic task's test images at 64x64 (``make_synthetic_task``, uint8 RGB), the
+same N images for both implementations. All 15 corruptions x 5 severities by default.
+
+  ours       ``corrupt(images, name, severity, seed)`` on the whole batch: torch with --threads
+             (chunks of the batch on that many worker threads, one intra-op thread each), on
+             --device (cuda: images and results stay on the GPU; timed with synchronisation).
+  reference  ``imagecorruptions.corrupt`` (through ``neurobias.robustness.reference_corruptions``)
+             image by image in a multiprocessing Pool of --threads processes (one OpenCV/BLAS
+             thread each), the images split into 4 x --threads tasks.
+
+Each (corruption, severity) is timed for ours and then the reference, back to back. One-time
+set-up is excluded on both sides: the pool is started and warmed up first, and ours runs once on
+16 images per corruption and severity before timing (tables, frost textures, zoom operators). On Linux the CPU
+time other processes used during each measurement is recorded (/proc/stat minus this process and
+its pool) in ``foreign_cores``: numbers taken while other jobs run are not meaningful.
+
+Output: a table per corruption, the overall ratio (sum of reference seconds / sum of ours), and a
+tidy CSV (--out, default benchmarks/results/corruption_speed.csv) with one row per corruption,
+severity and implementation (seconds, images_per_s, ratio = reference seconds / ours seconds for
+that corruption and severity), plus rows with severity 'all' (sum over severities) and
+corruption 'all'.
+
+Target: ours >= 50x the reference overall on 2 CPU cores with 1000 images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from neurobias.data.synthetic import make_synthetic_task  # noqa: E402
+from neurobias.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt  # noqa: E402
+
+
+def busy_seconds() -> float | None:
+    """CPU seconds all processes have used (Linux /proc/stat), or None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def process_seconds(pids) -> float:
+    """CPU seconds (user + system) used so far by the given processes (Linux), 0 elsewhere."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+# ---- reference side (runs in the pool's worker processes)
+
+
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    import neurobias.robustness.reference_corruptions  # noqa: F401  (import once, outside the timing)
+
+
+def _reference_task(args) -> np.ndarray:
+    from neurobias.robustness.reference_corruptions import reference_corrupt
+
+    images_hwc, name, severity, seed = args
+    np.random.seed(seed)
+    return np.stack([reference_corrupt(im, name, severity) for im in images_hwc])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=1000, help="number of 64x64 RGB images (default 1000)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for ours, processes for the reference")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda, for ours")
+    ap.add_argument("--corruptions", nargs="+", default=list(CORRUPTIONS), choices=list(CORRUPTIONS))
+    ap.add_argument("--severities", nargs="+", type=int, default=list(SEVERITIES), choices=list(SEVERITIES))
+    ap.add_argument("--size", type=int, default=64, help="image side (default 64)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "corruption_speed.csv"))
+    args = ap.parse_args()
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device visible")
+    torch.set_num_threads(args.threads)
+    images = make_synthetic_task(args.seed, 0, 0, args.images, image_size=args.size)["test"][0]  # uint8 [N,3,H,W]
+    ours_images = torch.from_numpy(images).to(device)
+    hwc = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+    tasks = 4 * args.threads
+    parts = np.array_split(hwc, tasks)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"  # the pool's processes: one thread each
+    ctx = mp.get_context("spawn")
+    print(f"{args.images} images {args.size}x{args.size} RGB (synthetic task), ours: torch {torch.__version__} on "
+          f"{device} with {args.threads} threads; reference: imagecorruptions 1.1.2 in a Pool of {args.threads} "
+          f"processes, {tasks} tasks per call", flush=True)
+    load_before = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    started = time.time()
+    rows = []
+    with ctx.Pool(args.threads, initializer=_worker_init) as pool:
+        pids = [p.pid for p in pool._pool]
+        pool.map(_reference_task, [(parts[0][:2], "contrast", 1, 0)] * args.threads)  # warm-up
+        for name in args.corruptions:
+            for severity in args.severities:  # one-time set-up (tables, textures, operators), not timed
+                corrupt(ours_images[:16], name, severity, 0)
+            for severity in args.severities:
+                sync()
+                b0, o0, t0 = busy_seconds(), time.process_time(), time.perf_counter()
+                corrupt(ours_images, name, severity, args.seed)
+                sync()
+                ours_s = time.perf_counter() - t0
+                b1, o1 = busy_seconds(), time.process_time()
+                ours_foreign = None if b0 is None else max(0.0, ((b1 - b0) - (o1 - o0)) / ours_s)
+
+                jobs = [(part, name, severity, args.seed * 1000 + i) for i, part in enumerate(parts)]
+                b0, p0, t0 = busy_seconds(), process_seconds(pids) + time.process_time(), time.perf_counter()
+                pool.map(_reference_task, jobs, chunksize=1)
+                ref_s = time.perf_counter() - t0
+                b1, p1 = busy_seconds(), process_seconds(pids) + time.process_time()
+                ref_foreign = None if b0 is None else max(0.0, ((b1 - b0) - (p1 - p0)) / ref_s)
+
+                ratio = ref_s / ours_s
+                for impl, secs, foreign in (("ours", ours_s, ours_foreign), ("reference", ref_s, ref_foreign)):
+                    rows.append({"corruption": name, "severity": str(severity), "implementation": impl,
+                                 "images": args.images, "seconds": secs, "images_per_s": args.images / secs,
+                                 "ratio": ratio, "foreign_cores": foreign,
+                                 "device": str(device) if impl == "ours" else "cpu", "threads": args.threads})
+                print(f"{name:18s} s{severity}  ours {ours_s:7.3f} s  reference {ref_s:7.2f} s  ratio {ratio:7.1f}"
+                      + (f"  (other processes: {ours_foreign:.2f} / {ref_foreign:.2f} cores)"
+                         if ours_foreign is not None else ""), flush=True)
+
+    df = pd.DataFrame(rows)
+    summary = []
+    for name, group in [(n, df[df.corruption == n]) for n in args.corruptions] + [("all", df)]:
+        ours_s = group[group.implementation == "ours"].seconds.sum()
+        ref_s = group[group.implementation == "reference"].seconds.sum()
+        n_images = args.images * len(group) // 2
+        for impl, secs in (("ours", ours_s), ("reference", ref_s)):
+            summary.append({"corruption": name, "severity": "all", "implementation": impl, "images": n_images,
+                            "seconds": secs, "images_per_s": n_images / secs, "ratio": ref_s / ours_s,
+                            "foreign_cores": group[group.implementation == impl].foreign_cores.max(),
+                            "device": str(device) if impl == "ours" else "cpu", "threads": args.threads})
+    df = pd.concat([df, pd.DataFrame(summary)], ignore_index=True)
+
+    table = pd.DataFrame([{"corruption": r["corruption"], "ours s": round(r["seconds"], 3),
+                           "reference s": round(next(s["seconds"] for s in summary if s["corruption"] == r["corruption"]
+                                                     and s["implementation"] == "reference"), 2),
+                           "ratio": round(r["ratio"], 1)}
+                          for r in summary if r["implementation"] == "ours"])
+    print()
+    print(table.to_string(index=False))
+    overall = next(s for s in summary if s["corruption"] == "all" and s["implementation"] == "ours")
+    worst = df.foreign_cores.max()
+    print(f"\nOVERALL: ours {overall['seconds']:.2f} s, reference {overall['seconds'] * overall['ratio']:.1f} s "
+          f"for {args.images} images x {len(args.corruptions)} corruptions x {len(args.severities)} severities: "
+          f"ratio {overall['ratio']:.1f} (target >= 50 on 2 CPU cores)")
+    if worst is not None and worst == worst and worst > 0.25:
+        print(f"WARNING: other processes used up to {worst:.2f} CPU cores during some measurements; "
+              "run again on a quiet machine for reliable numbers")
+    print(f"total {time.time() - started:.0f} s; load average {load_before} before, "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
