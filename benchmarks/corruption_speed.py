@@ -46,17 +46,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from neurobias.data.synthetic import make_synthetic_task  # noqa: E402
 from neurobias.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt  # noqa: E402
-
-
-def busy_seconds() -> float | None:
-    """CPU seconds all processes have used (Linux /proc/stat), or None elsewhere."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()[1:]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+from machine_load import busy_seconds  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
 
 
 def process_seconds(pids) -> float:

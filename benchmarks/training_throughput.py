@@ -56,23 +56,13 @@ sys.path.insert(0, str(ROOT / "src"))
 from neurobias.data.synthetic import make_synthetic_task  # noqa: E402
 from neurobias.models import build_classifier  # noqa: E402
 from neurobias.train import TrainingConfig, augment, autocast, epoch_generator, resolve_precision  # noqa: E402
+from machine_load import busy_seconds  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
 
 LR, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
 MODELS = {  # name: (width, batch size)
     "resnet18_w8_demo": (8, 64),
     "resnet18_w64": (64, 128),
 }
-
-
-def busy_seconds() -> float | None:
-    """CPU seconds all processes have used (Linux /proc/stat), or None elsewhere."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()[1:]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def own_seconds() -> float:

@@ -17,6 +17,15 @@ def snakemake(workdir, *args, config=TINY, timeout=900, cores=True):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
+def dry_run_counts(workdir, config) -> dict[str, str]:
+    """``snakemake -n`` of ``config``: {rule: number of jobs} from its job table (asserts success)."""
+    r = snakemake(workdir, "-n", config=config, cores=False)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    return dict(line.split()[:2] for line in out.splitlines()
+                if len(line.split()) == 2 and line.split()[1].isdigit())
+
+
 @pytest.fixture(scope="session")
 def tiny_local_run(tmp_path_factory):
     """The tiny config run locally once per session; the end-to-end and SLURM tests share it."""

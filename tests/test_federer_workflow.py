@@ -14,7 +14,7 @@ import yaml
 from matplotlib.image import imread
 from scipy import stats
 
-from conftest import ROOT, TINY, snakemake
+from conftest import ROOT, TINY, dry_run_counts, snakemake
 from neurobias.neural.recording import Recording
 from neurobias.neural.rsm import response_rsm
 
@@ -91,11 +91,7 @@ def test_rerun_has_nothing_to_do(fed_run):
 
 
 def test_preset_dry_run_lists_both_architectures_without_data(tmp_path):
-    r = snakemake(tmp_path, "-n", config=PRESET, cores=False)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out[-3000:]
-    counts = dict(line.split()[:2] for line in out.splitlines()
-                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    counts = dry_run_counts(tmp_path, PRESET)
     # 2 architectures x (5 arms + 2 arms x 10 label-noise fractions + 2 r values) x 10 seeds
     assert counts["train"] == str(2 * (5 + 20 + 2) * 10)
     assert counts["figure_federer"] == "4"

@@ -25,6 +25,7 @@ from neurobias.figures.safarani import (
     plot_safarani_fig3c,
     select_example_corruptions,
 )
+from neurobias.robustness.corruptions import CATEGORIES
 from neurobias.stats import (
     bootstrap_robustness,
     model_robustness_table,
@@ -33,12 +34,7 @@ from neurobias.stats import (
     two_factor_regression,
 )
 
-CATS = {
-    "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
-    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
-    "weather": ("snow", "frost", "fog", "brightness"),
-    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
-}
+CATS = CATEGORIES  # noise, blur, weather, digital (Hendrycks & Dietterich's grouping)
 CORRUPTIONS = [c for v in CATS.values() for c in v]
 MAIN = ["baseline", "mtl_shuffled", "mtl_monkey", "mtl_oracle", "oracle"]
 SWEEP = {"mtl_monkey.ratio0.5": ("mtl_monkey", 0.5), "mtl_monkey.ratio2": ("mtl_monkey", 2.0),

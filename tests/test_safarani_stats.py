@@ -10,6 +10,7 @@ import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
+from neurobias.robustness.corruptions import CATEGORIES
 from neurobias.stats import (
     bootstrap_robustness,
     model_robustness_table,
@@ -18,12 +19,7 @@ from neurobias.stats import (
     two_factor_regression,
 )
 
-CATS = {
-    "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
-    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
-    "weather": ("snow", "frost", "fog", "brightness"),
-    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
-}
+CATS = CATEGORIES  # noise, blur, weather, digital (Hendrycks & Dietterich's grouping)
 CORRUPTIONS = [c for v in CATS.values() for c in v]
 CATEGORY_OF = {c: k for k, v in CATS.items() for c in v}
 TINY_CATS = {"noise": ("gaussian_noise", "shot_noise"), "blur": ("defocus_blur",)}

@@ -15,7 +15,7 @@ import torch
 import yaml
 from matplotlib.image import imread
 
-from conftest import ROOT, snakemake
+from conftest import ROOT, dry_run_counts, snakemake
 from neurobias.config import validate_config
 from neurobias.data import load_split
 from neurobias.jobs import safarani_arms_table
@@ -160,11 +160,7 @@ def test_rerun_has_nothing_to_do(saf_run):
 
 
 def test_preset_dry_run_without_data(tmp_path):
-    r = snakemake(tmp_path, "-n", config=PRESET, cores=False)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out[-3000:]
-    counts = dict(line.split()[:2] for line in out.splitlines()
-                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    counts = dry_run_counts(tmp_path, PRESET)
     # (5 arms + 2 arms x 11 other batch ratios) x 5 seeds; one evaluation job per arm
     assert counts["train"] == str((5 + 22) * 5)
     assert counts["evaluate_corruptions"] == str(5 + 22)

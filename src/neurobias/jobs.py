@@ -204,6 +204,14 @@ def similarity_diagnostics(target_paths: dict[str, str], recording_path, out_pat
 
 
 # -- training and evaluation ----------------------------------------------------------------------
+def _first_test_images(test_path, n: int | None):
+    """(images, labels) of the first ``n`` test images (all for None): the same for every model."""
+    from .data import load_split
+    images, labels, _ = load_split(test_path)
+    return (images[:n], labels[:n]) if n else (images, labels)
+
+
+
 def train(study: dict, arm_name: str, seed: int, data_dir, recording_path, target_path,
           diagnostic_target_path, out_dir, device: str, progress: bool = True, test_path=None) -> None:
     from .data import load_split, load_superclasses
@@ -232,15 +240,11 @@ def train(study: dict, arm_name: str, seed: int, data_dir, recording_path, targe
 
 def evaluate_gaussian_noise(study_name: str, arm: str, seed: int, params: dict, model_path, test_path,
                             out_csv, device: str, progress: bool = True) -> pd.DataFrame:
-    from .data import load_split
     from .robustness.noise import gaussian_noise_accuracy
     from .train import load_classifier
     started = time.time()
     device = resolve_device(device)
-    images, labels, _ = load_split(test_path)
-    n = params.get("n_images")
-    if n:
-        images, labels = images[:n], labels[:n]
+    images, labels = _first_test_images(test_path, params.get("n_images"))
     records = gaussian_noise_accuracy(load_classifier(model_path, device), images, labels, params["levels"],
                                       params.get("seed", 0), device, progress=progress)
     frame = pd.DataFrame([{"study": study_name, "arm": arm, "seed": seed, "evaluation": "gaussian_noise",
@@ -304,16 +308,12 @@ def evaluate_corruptions(study_name: str, arm: str, seeds: list[int], params: di
     ``n_images`` test images, the same corrupted images for every model (generated once per arm);
     the MTL head's neural prediction performance from each training history (the epoch whose
     weights were kept); per-image correctness [seed, condition, image] for the bootstrap."""
-    from .data import load_split
     from .robustness.corruption_accuracy import corruption_accuracy
     from .robustness.corruptions import TIN_TC
     from .train import load_classifier
     started = time.time()
     device = resolve_device(device)
-    images, labels, _ = load_split(test_path)
-    n = params.get("n_images")
-    if n:
-        images, labels = images[:n], labels[:n]
+    images, labels = _first_test_images(test_path, params.get("n_images"))
     corruptions = params.get("corruptions") or list(TIN_TC)
     severities = params.get("severities") or [1, 2, 3, 4, 5]
     records, correct, conditions = corruption_accuracy(
