@@ -117,8 +117,8 @@ def test_readout_starts_at_the_mean_target_and_predicts_positive_rates():
     scaled = target / target[:20].std(0)
     assert np.allclose(reg.target.numpy(), scaled, rtol=1e-5)
     assert np.allclose(reg.readout.bias.detach().numpy(), scaled[:20].mean(0), rtol=1e-5)
-    assert float(reg.readout.sigma.min()) >= 0 and float(reg.readout.sigma.max()) <= 0.6
-    assert float(reg.readout.mu.abs().max()) <= 0.3
+    assert float(reg.readout.sigma.detach().min()) >= 0 and float(reg.readout.sigma.detach().max()) <= 0.6
+    assert float(reg.readout.mu.detach().abs().max()) <= 0.3
     out = reg.predict(torch.randn(4, 6, 8, 8) * 5)
     assert out.shape == (4, 5) and bool((out > 0).all())
 
