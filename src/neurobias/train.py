@@ -331,9 +331,9 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
     # real one, so hash the bytes), so a checkpoint from any other run is never resumed.
     spec = {"arm": arm, "model": model_cfg, "training": asdict(training), "seed": seed,
             "package": __version__, "precision": resolve_precision(training.precision, device),
-            "context": context,
+            "context": {k: v for k, v in (context or {}).items() if k != "responses"},
             "data": [_digest(a) for a in (train_x, train_y, val_x, val_y, stimuli, stimulus_tiers,
-                                          target, diagnostic_target)]
+                                          target, diagnostic_target, (context or {}).get("responses"))]
             + ([_digest(test[0]), _digest(test[1]), superclass_of_class] if training.track_test else [])}
     spec_hash = run_hash(spec)
 
