@@ -263,11 +263,23 @@ def tiny():
     (lambda s: s["arms"]["mtl_monkey"].update(batch_ratio=0), "batch_ratio"),
     (lambda s: s["evaluations"]["corruptions"].update(corruptions=["rain"]), "corruptions"),
     (lambda s: s["evaluations"]["corruptions"].update(regression_pools=["nope"]), "regression_pools"),
+    (lambda s: s["evaluations"]["corruptions"].update(regression_pools=["mtl_monkey_ratio2"]), "regression_pools"),
+    (lambda s: s["evaluations"]["corruptions"].update(example_severity=2), "example_severity"),
+    (lambda s: s["arms"]["oracle"].update(model={"vone": True}), "arms.oracle.model.vone"),
+    (lambda s: s["arms"]["oracle"]["oracle"].update(clean_fraction=0.99), "arms.oracle.oracle.clean_fraction"),
 ])
 def test_bad_safarani_configs_name_the_field(change, field):
     cfg = tiny()
     change(cfg["studies"]["saf"])
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        validate_config(cfg)
+
+
+def test_corruptions_need_images_of_32_px():
+    cfg = tiny()
+    cfg["datasets"]["tinygrey"]["image_size"] = 16
+    cfg["studies"]["saf"]["model"]["input_size"] = 32
+    with pytest.raises(ConfigError, match=r"datasets\.tinygrey\.image_size"):
         validate_config(cfg)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .layer_names import ARCHITECTURE_OPTIONS, ARCHITECTURE_TAPS, taps_for
+from .layer_names import ARCHITECTURE_OPTIONS, ARCHITECTURE_TAPS, taps_for, vone_enabled
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 LI_TARGETS = ("model", "data", "shuffle", "vgg")
@@ -151,7 +151,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
                           layers, architecture, model)
         if "learning_curves" in study["evaluations"]:
             _check_learning_curves(study, where, config["datasets"][study["dataset"]])
-        _check_safarani(study, where)
+        _check_safarani(study, where, config["datasets"][study["dataset"]])
         studies = config.get("studies_to_run")
         if studies:
             unknown = [s for s in studies if s not in config["studies"]]
@@ -173,14 +173,29 @@ def _check_model_builds(field: str, model: dict, dataset: dict) -> None:
         raise ConfigError(f"config field '{field}.vone': simple_channels + complex_channels must be at least 1")
 
 
-def _check_safarani(study: dict, where: str) -> None:
+def _check_safarani(study: dict, where: str, dataset: dict) -> None:
     """Safarani 2021's cross-field rules: the oracle splits a VGG at its layer; MTL-oracle targets
     need an oracle readout; the corruption analysis names arms that exist."""
     arms = study["arms"]
+    spec = study["evaluations"].get("corruptions")
+    size = dataset.get("image_size", 32 if dataset.get("source") != "tiny_imagenet" else 64)
     for name, arm in arms.items():
-        if arm["regulariser"] == "oracle" and arm_model(study, name)["architecture"] not in SPLITTABLE:
+        if arm["regulariser"] != "oracle":
+            continue
+        model = arm_model(study, name)
+        if model["architecture"] not in SPLITTABLE:
             raise ConfigError(f"config field '{where}.arms.{name}.regulariser': the oracle freezes the core before its layer; "
-                              f"the model is {arm_model(study, name)['architecture']!r} (use one of {sorted(SPLITTABLE)})")
+                              f"the model is {model['architecture']!r} (use one of {sorted(SPLITTABLE)})")
+        if vone_enabled(model.get("vone")):
+            raise ConfigError(f"config field '{where}.arms.{name}.model.vone': the oracle cannot split a network "
+                              f"with a VOneBlock front end at a layer")
+        fraction = arm["oracle"].get("clean_fraction", 0.5)
+        if round(study["training"].get("batch_size", 128) * fraction) >= study["training"].get("batch_size", 128):
+            raise ConfigError(f"config field '{where}.arms.{name}.oracle.clean_fraction': {fraction} leaves no corrupted "
+                              f"image in a batch of {study['training'].get('batch_size', 128)}")
+    if (spec is not None or any(a["regulariser"] == "oracle" for a in arms.values())) and size < 32:
+        raise ConfigError(f"config field 'datasets.{study['dataset']}.image_size': the ImageNet-C corruptions "
+                          f"(oracle arms, evaluations.corruptions) need images of at least 32 px, got {size}")
     readout = study.get("similarity", {}).get("oracle_readout")
     uses_oracle = any(a.get("target") == "responses_oracle" for a in arms.values())
     if uses_oracle and readout is None:
@@ -197,14 +212,16 @@ def _check_safarani(study: dict, where: str) -> None:
         layer = readout.get("layer", arms[readout["arm"]]["layer"])
         _check_layers(f"{where}.similarity.oracle_readout.layer", [layer], study["model"]["architecture"],
                       arm_model(study, readout["arm"]))
-    spec = study["evaluations"].get("corruptions")
     if spec is None:
         return
-    for key in ("regression_pools",):
-        unknown = [a for a in spec.get(key, []) if a not in arms]
-        if unknown:
-            raise ConfigError(f"config field '{where}.evaluations.corruptions.{key}': {unknown} are not arms "
-                              f"{sorted(arms)}")
+    bases = sorted(n for n, a in arms.items() if not a.get("sweep_of"))
+    unknown = [a for a in spec.get("regression_pools", []) if a not in bases]
+    if unknown:
+        raise ConfigError(f"config field '{where}.evaluations.corruptions.regression_pools': {unknown} are not "
+                          f"hand-written arms (a pool is an arm with its sweep copies) {bases}")
+    if spec.get("example_severity") is not None and spec["example_severity"] not in spec.get("severities", [1, 2, 3, 4, 5]):
+        raise ConfigError(f"config field '{where}.evaluations.corruptions.example_severity': "
+                          f"{spec['example_severity']} is not one of the evaluated severities")
     example = spec.get("example_arm")
     if example is not None and example not in arms:
         raise ConfigError(f"config field '{where}.evaluations.corruptions.example_arm': {example!r} is not one "

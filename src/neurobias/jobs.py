@@ -289,8 +289,8 @@ def oracle_targets(oracle_model_path, recording_path, responses_path, params: di
     model = load_classifier(oracle_model_path, device)
     rec = Recording.load(recording_path)
     blob = torch.load(oracle_model_path, map_location="cpu", weights_only=True)
-    size = model.input_size or int(params["image_size"])
-    stimuli = stimuli_as_inputs(rec.images, blob["in_channels"], size)
+    # at the dataset's size, as training shows them (the model resizes to its input_size itself)
+    stimuli = stimuli_as_inputs(rec.images, blob["in_channels"], int(params["image_size"]))
     targets, metrics = fit_oracle_targets(model, stimuli, rec.tiers, np.load(responses_path), params["layer"],
                                           seed=params.get("seed", 0), epochs=params.get("epochs", 100),
                                           lr=params.get("lr", 0.01), device=device)

@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +117,9 @@ def learning_rate_and_stop(cfg: TrainingConfig, epoch: int, history: list[dict],
         epoch -= oracle.pretrain_epochs
         history = history[oracle.pretrain_epochs:]
     if cfg.lr_schedule.get("kind") != "plateau":
-        return learning_rate(cfg, epoch), False
+        # an oracle's first stage runs its own schedule over its own epochs
+        stage_cfg = replace(cfg, epochs=oracle.pretrain_epochs) if pretraining else cfg
+        return learning_rate(stage_cfg, epoch), False
     s = cfg.lr_schedule
     factor, patience = s.get("factor", 0.3), s.get("patience", 5)
     threshold, max_decays = s.get("threshold", 1e-3), s.get("max_decays", 3)
