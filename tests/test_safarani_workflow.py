@@ -94,11 +94,11 @@ def test_corruption_accuracies_are_what_the_models_do(saf_run, study):
     h = pd.read_csv(saf_run / f"results/train/saf/mtl_monkey/seed{seeds[0]}/history.csv")
     r = tidy[(tidy["seed"] == seeds[0]) & (tidy["metric"] == "neural_prediction_r")]["value"].iloc[0]
     assert r == pytest.approx(h.loc[h["restored"], "neural_r_target"].iloc[0])
-    # every arm saw the same corrupted images: different arms, same conditions, and the baseline
-    # row of a deterministic corruption differs between models only through the models
-    base = pd.read_csv(saf_run / "results/eval/saf/corruptions/baseline.csv")
-    assert len(base) == len(tidy)
-    assert spec["severities"] == [1, 3, 5]
+    # every arm was scored under the same conditions, in the same order, on the same images
+    with np.load(saf_run / "results/eval/saf/corruptions/baseline_correct.npz") as z:
+        assert list(zip(z["corruption"].tolist(), z["severity"].tolist())) == conditions
+        assert z["correct"].shape == correct.shape
+    assert conditions[1:] == [(c, s) for c in spec["corruptions"] for s in spec["severities"]]
 
 
 def test_robustness_scores_intervals_and_regression(saf_run, study):

@@ -288,9 +288,9 @@ def oracle_targets(oracle_model_path, recording_path, responses_path, params: di
     device = resolve_device(device)
     model = load_classifier(oracle_model_path, device)
     rec = Recording.load(recording_path)
-    blob = torch.load(oracle_model_path, map_location="cpu", weights_only=True)
-    # at the dataset's size, as training shows them (the model resizes to its input_size itself)
-    stimuli = stimuli_as_inputs(rec.images, blob["in_channels"], int(params["image_size"]))
+    # at the dataset's size and channels (the normalisation's), as training shows them; the model
+    # resizes to its input_size itself
+    stimuli = stimuli_as_inputs(rec.images, model.mean.shape[1], int(params["image_size"]))
     targets, metrics = fit_oracle_targets(model, stimuli, rec.tiers, np.load(responses_path), params["layer"],
                                           seed=params.get("seed", 0), epochs=params.get("epochs", 100),
                                           lr=params.get("lr", 0.01), device=device)
