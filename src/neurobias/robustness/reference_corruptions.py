@@ -18,9 +18,17 @@ module bridges them before importing it, without editing anything in site-packag
 3. ``fog``'s plasma fractal allocates with ``np.float_``, removed in NumPy 2: ``np.float_`` is set
    to ``np.float64`` if it is missing (the same type the alias used to name).
 
-Everything else is imagecorruptions' own code, unchanged. Its random draws come from NumPy's
-global generator (``np.random``), except ``impulse_noise``, whose ``skimage.util.random_noise``
-draws from a fresh, unseeded ``np.random.default_rng()``.
+One more bridge makes the reference reproducible rather than runnable:
+
+4. ``impulse_noise`` calls ``skimage.util.random_noise`` without ``rng``; scikit-image >= 0.21
+   then draws from a fresh, unseeded ``np.random.default_rng()``, so ``np.random.seed`` did not fix
+   its output (older scikit-image drew from ``np.random``). The module's ``sk`` name is pointed at
+   a view of scikit-image whose ``util.random_noise`` seeds its generator from one draw of
+   ``np.random`` when no ``rng`` is given. The noise model (which values flip, half salt) is
+   scikit-image's own.
+
+Everything else is imagecorruptions' own code, unchanged; all its random draws now come from
+NumPy's global generator (``np.random``).
 """
 
 from __future__ import annotations
@@ -71,6 +79,28 @@ if not getattr(_ic.gaussian, "_neurobias_bridge", False):
 
     _gaussian._neurobias_bridge = True
     _ic.gaussian = _gaussian
+
+
+
+class _SkimageSeededFromNumpy:
+    """scikit-image, except that ``util.random_noise`` without ``rng`` draws its seed from np.random."""
+
+    def __init__(self, skimage_module):
+        self._skimage = skimage_module
+        self.util = types.SimpleNamespace(**vars(skimage_module.util))
+        self.util.random_noise = self._random_noise
+
+    def _random_noise(self, image, mode="gaussian", rng=None, clip=True, **kwargs):
+        if rng is None:
+            rng = int(np.random.randint(0, 2**31 - 1))
+        return self._skimage.util.random_noise(image, mode=mode, rng=rng, clip=clip, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._skimage, name)
+
+
+if not isinstance(_ic.sk, _SkimageSeededFromNumpy):
+    _ic.sk = _SkimageSeededFromNumpy(_ic.sk)
 
 VERSION = "1.1.2"
 if getattr(imagecorruptions, "__version__", VERSION) != VERSION:  # 1.1.2 defines no __version__
