@@ -81,7 +81,8 @@ motion_blur     imagecorruptions 1.1.2's own ``_motion_blur`` (not Wand): one-si
                 slice for each run of images that share its shift.
 zoom_blur       mean of the image and its centre-cropped, linearly zoomed copies (scipy
                 ``zoom(order=1)`` weights, taken from scipy once per size) as one sparse operator.
-snow            Gaussian snow layer, clipped-zoomed (as above), thresholded, motion-blurred with an
+snow            Gaussian snow layer (drawn only in the centre crop that clipped_zoom keeps: the
+                rest never reaches the image), clipped-zoomed (as above), thresholded, motion-blurred with an
                 angle in [-135, -45] deg per image, rounded to 1/255, added with its 180-degree
                 rotation to the image blended with its brightened greyscale (cv2's RGB2GRAY).
 frost           one of the first five textures (the reference's ``randint(5)`` never picks the
@@ -520,13 +521,13 @@ def _glass_map(h: int, w: int, delta: int, dx: np.ndarray, dy: np.ndarray) -> np
     for it in range(dx.shape[0]):
         q = dy[it].astype(np.int32) * w + dx[it] + pos  # [N, n_pos] source pixel of each position
         # follow the source if it was written earlier in this pass (smaller sequential index)
-        link = (np.minimum(order[q], seq) + image_seq).ravel()
+        link = (np.minimum(np.take(order, q), seq) + image_seq).ravel()
         while True:
-            jumped = link[link]
+            jumped = np.take(link, link)
             if np.array_equal(jumped, link):
                 break
             link = jumped
-        src[written] = src[(q + image_pix).ravel()[link]]
+        src[written] = np.take(src, np.take((q + image_pix).ravel(), link))
     return src.reshape(n, hw).astype(np.int64)
 
 
@@ -598,44 +599,56 @@ def motion_taps(width: int, sigma: float, angles: np.ndarray, h: int, w: int):
 _MOTION_BLOCK_FLOATS = 1 << 19  # padded floats per block of images (2 MB: stays in cache across the taps)
 
 
-def _motion_blur_apply(x: torch.Tensor, radius: int, sigma: float, angles: np.ndarray) -> torch.Tensor:
-    """Sum over taps of kernel[i] * (x shifted by (dy_i, dx_i) with edge replication), per image.
+def _motion_blur_apply(x: torch.Tensor, radius: int, sigma: float, angles: np.ndarray,
+                       finish: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Sum over taps of kernel[i] * (x shifted by (dy_i, dx_i) with edge replication), per image;
+    ``finish(sums, images)`` (optional) maps a block's float sums (which it may overwrite) and the
+    indices of its images in x to the block's output (e.g. rounded to uint8).
 
-    Images are sorted by angle and processed in small blocks; within a block, for every tap, the
-    runs of images with the same shift are one slice of the block's padded copy (neighbouring
-    angles share most shifts), so there are no per-pixel gathers and the block stays in cache."""
+    Images are sorted by angle and processed in small blocks that stay in cache from the first
+    tap to ``finish``; within a block, for every tap, the runs of images with the same shift are
+    one slice of the block's padded copy (neighbouring angles share most shifts), so there are
+    no per-pixel gathers. Tap 0 (no shift, every image) initialises the sums."""
     n, c, h, w = x.shape
     width = 2 * radius + 1
     k, dy, dx, valid = motion_taps(width, sigma, angles, h, w)
     order = np.argsort(angles, kind="stable")
     dy, dx, valid = dy[order], dx[order], valid[order]
     dyv, dxv = np.where(valid, dy, 0), np.where(valid, dx, 0)
-    xs = x.index_select(0, torch.from_numpy(order).to(x.device))
-    out = torch.zeros_like(xs)
     big = 4 * (h + w) + 1
     key = np.where(valid, dy * big + dx, np.iinfo(np.int64).min)  # [n, width]
     span = (int(dyv.max()) - int(dyv.min()) + h) * (int(dxv.max()) - int(dxv.min()) + w) * c
     block = max(1, _MOTION_BLOCK_FLOATS // span)
+    order_t = torch.from_numpy(order).to(x.device)
+    sums = x.new_empty((min(block, n), c, h, w))
+    out = None
     for start in range(0, n, block):
         stop = min(start + block, n)
+        nb = stop - start
+        images = order_t[start:stop]
+        xb = x.index_select(0, images)
         top, bottom = max(int(dyv[start:stop].max()), 0), max(int(-dyv[start:stop].min()), 0)
         left, right = max(int(dxv[start:stop].max()), 0), max(int(-dxv[start:stop].min()), 0)
-        xp = F.pad(xs[start:stop], (left, right, top, bottom), mode="replicate") if (top or bottom or left or right) else xs[start:stop]
-        ob = out[start:stop]
-        nb = stop - start
-        # runs of equal shift per tap, found for the whole block at once (t outer, images inner)
-        kb = key[start:stop]
-        change = np.vstack([np.ones((1, width), bool), kb[1:] != kb[:-1]])
+        xp = F.pad(xb, (left, right, top, bottom), mode="replicate") if (top or bottom or left or right) else xb
+        acc = torch.mul(xb, float(k[0]), out=sums[:nb])  # tap 0: no shift for any angle
+        # runs of equal shift per tap 1.., found for the whole block at once (taps outer, images inner)
+        kb = key[start:stop, 1:]
+        change = np.vstack([np.ones((1, width - 1), bool), kb[1:] != kb[:-1]])
         taps, lows = np.nonzero(change.T)
         highs = np.append(lows[1:], nb)
         highs[:-1][taps[1:] != taps[:-1]] = nb
+        taps += 1
         keep = valid[start + lows, taps]
         taps, lows, highs = taps[keep], lows[keep], highs[keep]
         rows = (top - dy[start + lows, taps]).tolist()
         cols = (left - dx[start + lows, taps]).tolist()
         for lo, hi, r0, c0, weight in zip(lows.tolist(), highs.tolist(), rows, cols, k[taps].tolist()):
-            ob[lo:hi].add_(xp[lo:hi, :, r0:r0 + h, c0:c0 + w], alpha=weight)
-    return out.index_select(0, torch.from_numpy(np.argsort(order)).to(x.device))
+            acc[lo:hi].add_(xp[lo:hi, :, r0:r0 + h, c0:c0 + w], alpha=weight)
+        y = acc if finish is None else finish(acc, images)
+        if out is None:
+            out = y.new_empty((n,) + tuple(y.shape[1:]))
+        out.index_copy_(0, images, y)
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -652,8 +665,9 @@ def _motion_flat(severity: int) -> torch.Tensor:
 
 def _motion_blur_image(x8: torch.Tensor, severity: int, angles: np.ndarray) -> torch.Tensor:
     radius, sigma = MOTION_BLUR[severity - 1]
-    y = _motion_blur_apply(x8.float(), radius, sigma, angles)  # the reference blurs uint8 values
-    return _resolve_ties(y, _on_device(("motion_flat", severity), x8.device, lambda: _motion_flat(severity)))
+    ties = _on_device(("motion_flat", severity), x8.device, lambda: _motion_flat(severity))
+    # the reference blurs uint8 values
+    return _motion_blur_apply(x8.float(), radius, sigma, angles, finish=lambda y, _: _resolve_ties(y, ties))
 
 
 def _motion_blur(x8: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
@@ -725,28 +739,51 @@ def _clipped_zoom_matrix_t(n: int, zoom: float, device: str) -> torch.Tensor:
     return torch.tensor(clipped_zoom_matrix(n, zoom), dtype=torch.float32, device=device)
 
 
+def _snow_crop(n: int, zoom: float) -> tuple[int, int]:
+    """First index and length of the centre crop that imagecorruptions' clipped_zoom enlarges."""
+    length = int(np.ceil(n / float(zoom)))
+    return (n - length) // 2, length
+
+
 def _snow_apply(x: torch.Tensor, severity: int, field: torch.Tensor, angles: np.ndarray) -> torch.Tensor:
-    """field: [N, H, W] ~ N(c0, c1^2) (the reference's snow_layer before zooming)."""
+    """field: [N, H, W] ~ N(c0, c1^2) (the reference's snow_layer before zooming); only its centre
+    crop reaches the image (``_snow_from_crop``)."""
+    zoom = float(SNOW[severity - 1][2])
+    (top, rows), (left, cols) = _snow_crop(x.shape[-2], zoom), _snow_crop(x.shape[-1], zoom)
+    return _snow_from_crop(x, severity, field[:, top:top + rows, left:left + cols], angles)
+
+
+def _snow_from_crop(x: torch.Tensor, severity: int, crop: torch.Tensor, angles: np.ndarray) -> torch.Tensor:
+    """Snow from the centre crop [N, ceil(H / zoom), ceil(W / zoom)] of the random field: zoomed
+    (clipped_zoom), thresholded, motion-blurred, then composed with the image block by block
+    while the block is in cache; returns uint8."""
     c = SNOW[severity - 1]
     h, w = x.shape[-2:]
-    rz = _clipped_zoom_matrix_t(h, float(c[2]), str(x.device))
-    cz = _clipped_zoom_matrix_t(w, float(c[2]), str(x.device))
-    layer = torch.matmul(rz, torch.matmul(field.float(), cz.T))  # clipped_zoom: [N, Ho, Wo]
+    (top, rows), (left, cols) = _snow_crop(h, float(c[2])), _snow_crop(w, float(c[2]))
+    rz = _clipped_zoom_matrix_t(h, float(c[2]), str(x.device))[:, top:top + rows]
+    cz = _clipped_zoom_matrix_t(w, float(c[2]), str(x.device))[:, left:left + cols]
+    layer = torch.matmul(rz, torch.matmul(crop.float(), cz.T))  # clipped_zoom: [N, Ho, Wo]
     layer = layer.masked_fill_(layer < c[3], 0).clamp_(0, 1)
-    layer = _motion_blur_apply(layer[:, None], c[4], c[5], angles)
-    layer = layer.mul_(255).round_().div_(255)[..., :h, :w]  # np.round (half to even) -> uint8 -> /255
-    layer = layer + torch.flip(layer, dims=(-2, -1))  # + np.rot90(snow_layer, k=2)
-    grey = (x[:, 0:1] * 0.299).add_(x[:, 1:2] * 0.587).add_(x[:, 2:3] * 0.114)  # cv2 RGB2GRAY
-    bright = torch.maximum(x, grey.mul_(1.5).add_(0.5))
-    return bright.mul_(1 - c[6]).add_(x, alpha=c[6]).add_(layer)
+
+    def compose(blurred: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        snow_layer = blurred.mul_(255).round_().div_(255)[..., :h, :w]  # np.round (half to even) -> uint8 -> /255
+        snow_layer = snow_layer + torch.flip(snow_layer, dims=(-2, -1))  # + np.rot90(snow_layer, k=2)
+        xb = x.index_select(0, images)
+        grey = (xb[:, 0:1] * 0.299).add_(xb[:, 1:2] * 0.587).add_(xb[:, 2:3] * 0.114)  # cv2 RGB2GRAY
+        bright = torch.maximum(xb, grey.mul_(1.5).add_(0.5))
+        return _finalise(bright.mul_(1 - c[6]).add_(xb, alpha=c[6]).add_(snow_layer))
+
+    return _motion_blur_apply(layer[:, None], c[4], c[5], angles, finish=compose)
 
 
 def snow(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    """The random field is drawn only where it reaches the image (the centre crop)."""
     c = SNOW[severity - 1]
     n, _, h, w = x.shape
-    field = _randn((n, h, w), generator, x.device).mul_(c[1]).add_(c[0])
+    rows, cols = _snow_crop(h, float(c[2]))[1], _snow_crop(w, float(c[2]))[1]
+    crop = _randn((n, rows, cols), generator, x.device).mul_(c[1]).add_(c[0])
     angles = (torch.rand(n, generator=generator, dtype=torch.float64) * 90 - 135).numpy()
-    return _snow_apply(x, severity, field, angles)
+    return _snow_from_crop(x, severity, crop, angles)
 
 
 @functools.lru_cache(maxsize=None)
@@ -857,7 +894,7 @@ def plasma_fractal(n: int, mapsize: int, wibbledecay: float,
     wibble = 100.0
 
     def wibbledmean(array):
-        return array / 4 + wibble * uniform(tuple(array.shape), -wibble, wibble)
+        return array * 0.25 + wibble * uniform(tuple(array.shape), -wibble, wibble)  # * 0.25: exactly / 4
 
     while stepsize >= 2:
         s, half = stepsize, stepsize // 2
