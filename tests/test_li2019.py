@@ -33,7 +33,7 @@ def test_preset_dry_run_lists_the_whole_grid_without_data(tmp_path):
     counts = dict(line.split()[:2] for line in out.splitlines()
                   if len(line.split()) == 2 and line.split()[1].isdigit())
     assert counts["train"] == "40"                  # 5 arms x 5 seeds + 3 arms x 5 seeds
-    assert counts["evaluate_gaussian_noise"] == "40"
+    assert counts["evaluate_gaussian_noise"] == "8"  # one per arm, all its seeds
     assert counts["evaluate_adversarial"] == "25"   # section 4.2 on the CIFAR-10 models
     assert counts["download"] == "3"                # CIFAR-10, CIFAR-100, Cadena zip
     assert counts["download_vgg19_weights"] == "1"

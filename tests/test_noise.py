@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from neurobias.robustness.noise import add_gaussian_noise, gaussian_noise_accuracy
+from neurobias.robustness.noise import add_gaussian_noise, gaussian_noise_accuracies, gaussian_noise_accuracy
 
 
 class MeanBrightness(nn.Module):
@@ -55,3 +55,22 @@ def test_every_model_sees_the_same_noisy_images():
     r2 = gaussian_noise_accuracy(CornerPixel(), x, y, [0.3], seed=5, progress=False)
     r3 = gaussian_noise_accuracy(CornerPixel(), x, y, [0.3], seed=6, progress=False)
     assert r1 == r2 and r1 != r3
+
+
+class SecondPixel(nn.Module):
+    """Reads another pixel: fragile, but differently from CornerPixel."""
+
+    def forward(self, x):
+        p = x[:, 1, 3, 5]
+        return torch.stack([0.5 - p, p - 0.5], dim=1)
+
+
+def test_several_models_scored_on_one_draw_match_one_model_at_a_time():
+    # one job scores all seeds of an arm on each noisy batch: each model's numbers must be those
+    # it gets alone (same draws), with batches that split the images unevenly
+    x, y = images()
+    models = [CornerPixel(), SecondPixel(), MeanBrightness()]
+    together = gaussian_noise_accuracies(models, x, y, [0.0, 0.3, 0.6], seed=4, batch_size=150, progress=False)
+    alone = [gaussian_noise_accuracy(m, x, y, [0.0, 0.3, 0.6], seed=4, batch_size=150, progress=False) for m in models]
+    assert together == alone
+    assert together[0] != together[1]  # the models differ, so a mix-up would show

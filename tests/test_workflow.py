@@ -92,10 +92,11 @@ def test_training_outputs(run_dir):
 
 @pytest.mark.slow
 def test_evaluation_stats_and_figure(run_dir):
-    frames = [pd.read_csv(run_dir / f"results/eval/tiny/gaussian_noise/{a}/seed{s}.csv") for a in ARMS for s in SEEDS]
-    for f in frames:
+    frames = [pd.read_csv(run_dir / f"results/eval/tiny/gaussian_noise/{a}.csv") for a in ARMS]
+    for arm, f in zip(ARMS, frames):  # one table per arm: every seed, every level
         assert list(f.columns) == ["study", "arm", "seed", "evaluation", "condition", "level", "metric", "value"]
-        assert f["level"].tolist() == LEVELS and f["value"].between(0, 1).all()
+        assert (f["arm"] == arm).all() and f["seed"].tolist() == [s for s in SEEDS for _ in LEVELS]
+        assert f["level"].tolist() == LEVELS * len(SEEDS) and f["value"].between(0, 1).all()
     tidy = pd.concat(frames)
     summary = pd.read_csv(run_dir / "results/stats/tiny/gaussian_noise_summary.csv")
     assert len(summary) == len(ARMS) * len(LEVELS) and (summary["n"] == len(SEEDS)).all()

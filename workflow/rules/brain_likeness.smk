@@ -48,11 +48,10 @@ rule brain_likeness_analysis:
     input:
         brain=[f"results/brain_likeness/{s}/{a}.csv" for s in bl_studies() for a in study_cfg(s)["arms"]],
         noise=[
-            f"results/eval/{s}/gaussian_noise/{a}/seed{seed}.csv"
+            table
             for s in bl_studies()
             if "gaussian_noise" in study_cfg(s)["evaluations"]
-            for a in study_cfg(s)["arms"]
-            for seed in study_cfg(s)["seeds"]
+            for table in evaluation_tables(s, "gaussian_noise")
         ],
     output:
         models="results/brain_likeness/models.csv",

@@ -51,6 +51,19 @@ def download_entry(filename):
     raise WorkflowError(f"no configured dataset or recording downloads {filename!r}")
 
 
+# Evaluations written as one table per arm (all seeds; cheap per model, so one job per arm saves
+# the per-job start-up); the others (adversarial attacks: minutes per model) one per seed.
+PER_ARM_EVALUATIONS = ("gaussian_noise",)
+
+
+def evaluation_tables(study, evaluation):
+    """The tidy CSVs of one evaluation of a study, every arm and seed."""
+    arms, seeds = study_cfg(study)["arms"], study_cfg(study)["seeds"]
+    if evaluation in PER_ARM_EVALUATIONS:
+        return [f"results/eval/{study}/{evaluation}/{arm}.csv" for arm in arms]
+    return [f"results/eval/{study}/{evaluation}/{arm}/seed{seed}.csv" for arm in arms for seed in seeds]
+
+
 def all_targets():
     targets = []
     for study in STUDIES:

@@ -1,16 +1,24 @@
-# Stage 6: robustness evaluations, one tidy CSV per (study, evaluation, arm, seed).
+# Stage 6: robustness evaluations, one tidy CSV per (study, evaluation, arm) or, for the
+# adversarial attacks (minutes per model on a GPU), per (study, evaluation, arm, seed).
 
 
+# Li 2019 Fig. 4: one job per arm scores all its seeds on each noisy batch (drawn once per arm).
 rule evaluate_gaussian_noise:
     input:
-        model="results/train/{study}/{arm}/seed{seed}/model.pt",
+        models=lambda wc: expand(
+            "results/train/{study}/{arm}/seed{seed}/model.pt", study=wc.study, arm=wc.arm,
+            seed=study_cfg(wc.study)["seeds"],
+        ),
         test=lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/test.pt",
     output:
-        "results/eval/{study}/gaussian_noise/{arm}/seed{seed}.csv",
+        "results/eval/{study}/gaussian_noise/{arm}.csv",
+    wildcard_constraints:
+        arm="[^/]+",
     params:
         cfg=lambda wc: study_cfg(wc.study)["evaluations"]["gaussian_noise"],
+        seeds=lambda wc: study_cfg(wc.study)["seeds"],
     log:
-        "logs/eval/{study}/gaussian_noise/{arm}/seed{seed}.log",
+        "logs/eval/{study}/gaussian_noise/{arm}.log",
     threads: job_threads("gpu_jobs", 1)
     resources:
         **job_resources("gpu_jobs"),

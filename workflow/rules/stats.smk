@@ -4,13 +4,7 @@
 
 rule stats:
     input:
-        lambda wc: expand(
-            "results/eval/{study}/{evaluation}/{arm}/seed{seed}.csv",
-            study=wc.study,
-            evaluation=wc.evaluation,
-            arm=study_cfg(wc.study)["arms"],
-            seed=study_cfg(wc.study)["seeds"],
-        ),
+        lambda wc: evaluation_tables(wc.study, wc.evaluation),
     output:
         summary="results/stats/{study}/{evaluation}_summary.csv",
         tests=report(

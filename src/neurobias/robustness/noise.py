@@ -19,17 +19,29 @@ def add_gaussian_noise(x01: torch.Tensor, sigma: float, generator: torch.Generat
 
 
 @torch.no_grad()
-def gaussian_noise_accuracy(model, images: torch.Tensor, labels: torch.Tensor, levels, seed: int,
-                            device="cpu", batch_size: int = 500, progress: bool = True) -> list[dict]:
-    """[{"level": sigma, "accuracy": a, "n": N}, ...] for uint8 images [N,C,H,W]."""
-    model.eval()
-    out = []
+def gaussian_noise_accuracies(models, images: torch.Tensor, labels: torch.Tensor, levels, seed: int,
+                              device="cpu", batch_size: int = 500, progress: bool = True) -> list[list[dict]]:
+    """For each model, [{"level": sigma, "accuracy": a, "n": N}, ...] on uint8 images [N,C,H,W].
+
+    Each noisy batch is drawn once and scored by every model (the seeds of one arm in one job)."""
+    for model in models:
+        model.eval()
+    out = [[] for _ in models]
     for level in tqdm(levels, desc="noise levels", disable=not progress):
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, int(round(level * 1e6))]).generate_state(1)[0]))
-        correct = 0
+        correct = [0] * len(models)
         for i in range(0, len(images), batch_size):
             x = images[i:i + batch_size].float() / 255.0
-            x = add_gaussian_noise(x, float(level), g) if level > 0 else x
-            correct += int((model(x.to(device)).argmax(1).cpu() == labels[i:i + batch_size]).sum())
-        out.append({"level": float(level), "accuracy": correct / len(images), "n": len(images)})
+            x = (add_gaussian_noise(x, float(level), g) if level > 0 else x).to(device)
+            y = labels[i:i + batch_size]
+            for m, model in enumerate(models):
+                correct[m] += int((model(x).argmax(1).cpu() == y).sum())
+        for m in range(len(models)):
+            out[m].append({"level": float(level), "accuracy": correct[m] / len(images), "n": len(images)})
     return out
+
+
+def gaussian_noise_accuracy(model, images: torch.Tensor, labels: torch.Tensor, levels, seed: int,
+                            device="cpu", batch_size: int = 500, progress: bool = True) -> list[dict]:
+    """[{"level": sigma, "accuracy": a, "n": N}, ...] for one model (see gaussian_noise_accuracies)."""
+    return gaussian_noise_accuracies([model], images, labels, levels, seed, device, batch_size, progress)[0]
