@@ -13,7 +13,9 @@ same N images for both implementations. All 15 corruptions x 5 severities by def
              image by image in a multiprocessing Pool of --threads processes (one OpenCV/BLAS
              thread each), the images split into 4 x --threads tasks.
 
-Each (corruption, severity) is timed for ours and then the reference, back to back. One-time
+Each (corruption, severity) is timed for ours and then the reference, back to back, --repeats
+times (default 3); each side's fastest repeat is the measurement (the same rule for both, as
+``timeit`` does: the minimum is the run least disturbed by other activity). One-time
 set-up is excluded on both sides: the pool is started and warmed up first, and ours runs once on
 16 images per corruption and severity before timing (tables, frost textures, zoom operators). On Linux the CPU
 time other processes used during each measurement is recorded (/proc/stat minus this process and
@@ -21,8 +23,8 @@ its pool) in ``foreign_cores``: numbers taken while other jobs run are not meani
 
 Output: a table per corruption, the overall ratio (sum of reference seconds / sum of ours), and a
 tidy CSV (--out, default benchmarks/results/corruption_speed.csv) with one row per corruption,
-severity and implementation (seconds, images_per_s, ratio = reference seconds / ours seconds for
-that corruption and severity), plus rows with severity 'all' (sum over severities) and
+severity and implementation (seconds: the fastest repeat, all_seconds: every repeat, images_per_s,
+ratio = reference seconds / ours seconds for that corruption and severity), plus rows with severity 'all' (sum over severities) and
 corruption 'all'.
 
 Target: ours >= 50x the reference overall on 2 CPU cores with 1000 images.
@@ -89,6 +91,7 @@ def main() -> None:
     ap.add_argument("--severities", nargs="+", type=int, default=list(SEVERITIES), choices=list(SEVERITIES))
     ap.add_argument("--size", type=int, default=64, help="image side (default 64)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="timings per side and condition; the fastest counts")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "corruption_speed.csv"))
     args = ap.parse_args()
 
@@ -122,27 +125,33 @@ def main() -> None:
             for severity in args.severities:  # one-time set-up (tables, textures, operators), not timed
                 corrupt(ours_images[:16], name, severity, 0)
             for severity in args.severities:
-                sync()
-                b0, o0, t0 = busy_seconds(), time.process_time(), time.perf_counter()
-                corrupt(ours_images, name, severity, args.seed)
-                sync()
-                ours_s = time.perf_counter() - t0
-                b1, o1 = busy_seconds(), time.process_time()
-                ours_foreign = None if b0 is None else max(0.0, ((b1 - b0) - (o1 - o0)) / ours_s)
-
                 jobs = [(part, name, severity, args.seed * 1000 + i) for i, part in enumerate(parts)]
-                b0, p0, t0 = busy_seconds(), process_seconds(pids) + time.process_time(), time.perf_counter()
-                pool.map(_reference_task, jobs, chunksize=1)
-                ref_s = time.perf_counter() - t0
-                b1, p1 = busy_seconds(), process_seconds(pids) + time.process_time()
-                ref_foreign = None if b0 is None else max(0.0, ((b1 - b0) - (p1 - p0)) / ref_s)
+                ours_runs, ref_runs = [], []  # (seconds, foreign cores) per repeat
+                for _ in range(args.repeats):
+                    sync()
+                    b0, o0, t0 = busy_seconds(), time.process_time(), time.perf_counter()
+                    corrupt(ours_images, name, severity, args.seed)
+                    sync()
+                    secs = time.perf_counter() - t0
+                    b1, o1 = busy_seconds(), time.process_time()
+                    ours_runs.append((secs, None if b0 is None else max(0.0, ((b1 - b0) - (o1 - o0)) / secs)))
+
+                    b0, p0, t0 = busy_seconds(), process_seconds(pids) + time.process_time(), time.perf_counter()
+                    pool.map(_reference_task, jobs, chunksize=1)
+                    secs = time.perf_counter() - t0
+                    b1, p1 = busy_seconds(), process_seconds(pids) + time.process_time()
+                    ref_runs.append((secs, None if b0 is None else max(0.0, ((b1 - b0) - (p1 - p0)) / secs)))
+                ours_s, ours_foreign = min(ours_runs)
+                ref_s, ref_foreign = min(ref_runs)
 
                 ratio = ref_s / ours_s
                 for impl, secs, foreign in (("ours", ours_s, ours_foreign), ("reference", ref_s, ref_foreign)):
                     rows.append({"corruption": name, "severity": str(severity), "implementation": impl,
                                  "images": args.images, "seconds": secs, "images_per_s": args.images / secs,
                                  "ratio": ratio, "foreign_cores": foreign,
-                                 "device": str(device) if impl == "ours" else "cpu", "threads": args.threads})
+                                 "device": str(device) if impl == "ours" else "cpu", "threads": args.threads,
+                                 "repeats": args.repeats,
+                                 "all_seconds": " ".join(f"{r[0]:.4f}" for r in (ours_runs if impl == "ours" else ref_runs))})
                 print(f"{name:18s} s{severity}  ours {ours_s:7.3f} s  reference {ref_s:7.2f} s  ratio {ratio:7.1f}"
                       + (f"  (other processes: {ours_foreign:.2f} / {ref_foreign:.2f} cores)"
                          if ours_foreign is not None else ""), flush=True)
@@ -157,7 +166,8 @@ def main() -> None:
             summary.append({"corruption": name, "severity": "all", "implementation": impl, "images": n_images,
                             "seconds": secs, "images_per_s": n_images / secs, "ratio": ref_s / ours_s,
                             "foreign_cores": group[group.implementation == impl].foreign_cores.max(),
-                            "device": str(device) if impl == "ours" else "cpu", "threads": args.threads})
+                            "device": str(device) if impl == "ours" else "cpu", "threads": args.threads,
+                            "repeats": args.repeats, "all_seconds": ""})
     df = pd.concat([df, pd.DataFrame(summary)], ignore_index=True)
 
     table = pd.DataFrame([{"corruption": r["corruption"], "ours s": round(r["seconds"], 3),
