@@ -31,7 +31,7 @@ def job_environment(log_path: str | None, threads: int = 1):
     Inside a Snakemake job script, a job that succeeded ends its process right after the block
     (outputs and log are closed by then): the interpreter's normal shutdown with torch loaded
     takes ~0.6 s on the 2-core reference machine (freeing torch's modules, measured against
-    ``os._exit``), paid by every one of the ~130 jobs of the default run. Errors propagate as
+    ``os._exit``), paid by every one of the 115 jobs of the default run. Errors propagate as
     usual, and outside a Snakemake script (tests, notebooks) nothing is cut short."""
     _limit_threads(max(1, int(threads)))
     if log_path:
