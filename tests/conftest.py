@@ -26,6 +26,13 @@ def dry_run_counts(workdir, config) -> dict[str, str]:
                 if len(line.split()) == 2 and line.split()[1].isdigit())
 
 
+def assert_nothing_to_do(workdir, config) -> None:
+    """A finished run's ``snakemake -n`` schedules no job (outputs, code and params up to date)."""
+    r = snakemake(workdir, "-n", config=config, cores=False)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "Nothing to be done" in out, out[-3000:]
+
+
 @pytest.fixture(scope="session")
 def tiny_local_run(tmp_path_factory):
     """The tiny config run locally once per session; the end-to-end and SLURM tests share it."""

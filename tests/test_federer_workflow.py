@@ -14,7 +14,7 @@ import yaml
 from matplotlib.image import imread
 from scipy import stats
 
-from conftest import ROOT, TINY, dry_run_counts, snakemake
+from conftest import ROOT, TINY, assert_nothing_to_do, dry_run_counts, snakemake
 from neurobias.neural.recording import Recording
 from neurobias.neural.rsm import response_rsm
 
@@ -85,9 +85,7 @@ def test_figures_are_rendered_images(fed_run):
 
 
 def test_rerun_has_nothing_to_do(fed_run):
-    r = snakemake(fed_run, "-n", config=FED, cores=False)
-    assert r.returncode == 0
-    assert "Nothing to be done" in r.stdout + r.stderr
+    assert_nothing_to_do(fed_run, FED)
 
 
 def test_preset_dry_run_lists_both_architectures_without_data(tmp_path):

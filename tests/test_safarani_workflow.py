@@ -15,7 +15,7 @@ import torch
 import yaml
 from matplotlib.image import imread
 
-from conftest import ROOT, dry_run_counts, snakemake
+from conftest import ROOT, assert_nothing_to_do, dry_run_counts, snakemake
 from neurobias.config import validate_config
 from neurobias.data import load_split
 from neurobias.jobs import safarani_arms_table
@@ -154,9 +154,7 @@ def test_report_has_the_safarani_figures_and_tables(saf_run, tmp_path):
 
 
 def test_rerun_has_nothing_to_do(saf_run):
-    r = snakemake(saf_run, "-n", config=SAF, cores=False)
-    assert r.returncode == 0
-    assert "Nothing to be done" in r.stdout + r.stderr
+    assert_nothing_to_do(saf_run, SAF)
 
 
 def test_preset_dry_run_without_data(tmp_path):

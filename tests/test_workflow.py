@@ -19,7 +19,7 @@ import yaml
 from neurobias.data import load_split
 from neurobias.neural.recording import Recording
 
-from conftest import TINY, snakemake
+from conftest import TINY, assert_nothing_to_do, snakemake
 
 CFG = yaml.safe_load(TINY.read_text())
 STUDY = CFG["studies"]["tiny"]
@@ -123,8 +123,7 @@ def test_evaluation_stats_and_figure(run_dir):
 
 @pytest.mark.slow
 def test_nothing_left_to_do_and_single_targets(run_dir):
-    r = snakemake(run_dir, "-n")
-    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
+    assert_nothing_to_do(run_dir, TINY)
     # One figure builds only what it needs: no diagnostics, no other study's jobs.
     fresh = run_dir.parent / "single_target"
     r = snakemake(fresh, "-n", "figures/tiny/noise_robustness.pdf")
