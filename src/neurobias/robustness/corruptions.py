@@ -125,6 +125,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .manipulations import symmetric_pad
+
 SEVERITIES = (1, 2, 3, 4, 5)
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -497,6 +499,18 @@ def _glass_positions(h: int, w: int, delta: int) -> tuple[np.ndarray, np.ndarray
     return np.repeat(hs, len(ws)), np.tile(ws, len(hs))
 
 
+@functools.lru_cache(maxsize=16)
+def _glass_walk(h: int, w: int, delta: int) -> tuple[np.ndarray, np.ndarray]:
+    """(flat pixel of each sequential position, sequential index of each pixel: n_pos if never
+    written), int32."""
+    rows, cols = _glass_positions(h, w, delta)
+    n_pos = len(rows)
+    pos = (rows * w + cols).astype(np.int32)
+    order = np.full(h * w, n_pos, dtype=np.int32)
+    order[pos] = np.arange(n_pos, dtype=np.int32)
+    return pos, order
+
+
 def _glass_map(h: int, w: int, delta: int, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """Where every pixel comes from after imagecorruptions' local "swaps": int64 [N, h*w] flat
     source index per flat position, for offsets dx, dy int [iterations, N, n_positions] in the
@@ -506,28 +520,34 @@ def _glass_map(h: int, w: int, delta: int, dx: np.ndarray, dy: np.ndarray) -> np
     the pass its value is that of q_j's own source, and so on: the value of j is the pre-pass
     value at q_z, z the end of that chain. Chains are resolved for all positions and images at
     once by pointer doubling (a few gathers; chains are short: ~15 links at most in practice).
-    All indices are flat over the batch (int32 numpy: vectorised, and released from the GIL)."""
-    rows, cols = _glass_positions(h, w, delta)
-    n_pos, hw = len(rows), h * w
+    All indices are flat over the batch (int32 numpy: vectorised, and released from the GIL).
+    The written positions are the interior rectangle, visited backwards in row-major order: the
+    pass's results are stored with one reversed slice rather than a scattered assignment."""
+    pos, order = _glass_walk(h, w, delta)
+    n_pos, hw = len(pos), h * w
     n = dx.shape[1]
-    pos = (rows * w + cols).astype(np.int32)
-    order = np.full(hw, n_pos, dtype=np.int32)  # sequential index of each pixel (n_pos: not written)
-    order[pos] = np.arange(n_pos, dtype=np.int32)
+    image_pix = np.arange(0, n * hw, hw, dtype=np.int32)[:, None]
+    image_seq = np.arange(0, n * n_pos, n_pos, dtype=np.int32)[:, None]
     seq = np.arange(n_pos, dtype=np.int32)
-    image_pix = (np.arange(n, dtype=np.int32) * hw)[:, None]
-    image_seq = (np.arange(n, dtype=np.int32) * n_pos)[:, None]
-    written = (pos[None, :] + image_pix).ravel()
     src = np.tile(np.arange(hw, dtype=np.int32), n)  # flat [N * hw]: source pixel within the image
+    interior = src.reshape(n, h, w)[:, delta + 1:h - delta + 1, delta + 1:w - delta + 1]
     for it in range(dx.shape[0]):
-        q = dy[it].astype(np.int32) * w + dx[it] + pos  # [N, n_pos] source pixel of each position
+        q = dy[it].astype(np.int32)
+        q *= w
+        q += dx[it]
+        q += pos  # [N, n_pos] source pixel of each position
         # follow the source if it was written earlier in this pass (smaller sequential index)
-        link = (np.minimum(np.take(order, q), seq) + image_seq).ravel()
+        link = np.minimum(np.take(order, q), seq)
+        link += image_seq
+        link = link.ravel()
         while True:
             jumped = np.take(link, link)
             if np.array_equal(jumped, link):
                 break
             link = jumped
-        src[written] = np.take(src, np.take((q + image_pix).ravel(), link))
+        q += image_pix
+        values = np.take(src, np.take(q.ravel(), link))
+        interior[...] = values.reshape(interior.shape)[:, ::-1, ::-1]
     return src.reshape(n, hw).astype(np.int64)
 
 
@@ -557,15 +577,23 @@ def _glass_flat(severity: int) -> tuple[torch.Tensor, torch.Tensor]:
     return _tie_table(blurred * 255), _tie_table(np.clip(blurred, 0, 1) * 255)
 
 
+_GLASS_BLOCK = 32  # images per block of the blurs and the gather (in cache); the map is made per chunk
+
+
 def _glass_apply(x8: torch.Tensor, severity: int, src: np.ndarray) -> torch.Tensor:
     sigma, delta, iterations = GLASS_BLUR[severity - 1]
     n, c, h, w = x8.shape
     weights = _scipy_gaussian_kernel(sigma, 4.0)  # skimage.filters.gaussian: truncate 4, mode 'nearest'
     flat1, flat2 = (_on_device(("glass_flat", severity, i), x8.device, lambda i=i: _glass_flat(severity)[i]) for i in range(2))
-    k = _resolve_ties(_gaussian_blur_nearest(x8.float(), weights), flat1, torch.float32)  # np.uint8(gaussian(x8) * 255)
     src = torch.from_numpy(src).to(x8.device)
-    k = torch.gather(k.view(n, c, h * w), 2, src[:, None, :].expand(n, c, h * w)).view(n, c, h, w)
-    return _resolve_ties(_gaussian_blur_nearest(k, weights), flat2)
+    out = torch.empty_like(x8)
+    for start in range(0, n, _GLASS_BLOCK):
+        stop = min(start + _GLASS_BLOCK, n)
+        b = stop - start
+        k = _resolve_ties(_gaussian_blur_nearest(x8[start:stop].float(), weights), flat1, torch.float32)  # np.uint8(gaussian(x8) * 255)
+        k = torch.gather(k.view(b, c, h * w), 2, src[start:stop, None, :].expand(b, c, h * w)).view(b, c, h, w)
+        out[start:stop] = _resolve_ties(_gaussian_blur_nearest(k, weights), flat2)
+    return out
 
 
 def _glass_blur(x8: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
@@ -1006,19 +1034,6 @@ def _elastic_smooth(field: torch.Tensor, sigma_h: float, sigma_w: float) -> torc
     return torch.matmul(mh, torch.matmul(field, mw.T))
 
 
-def _symmetric_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """Pad the last two dims by ``pad`` with scipy's 'reflect' (half-sample symmetric) rule:
-    ... 1 0 | 0 1 ... n-1 | n-1 n-2 ... (valid for pad <= n)."""
-    h, w = x.shape[-2:]
-
-    def index(n):
-        i = torch.arange(-pad, n + pad, device=x.device)
-        i = torch.where(i < 0, -1 - i, i)
-        return torch.where(i >= n, 2 * n - 1 - i, i)
-
-    return x.index_select(-2, index(h)).index_select(-1, index(w))
-
-
 _GATHER_BLOCK = 32  # images per block of the elastic gathers (the padded block stays in cache)
 
 
@@ -1046,7 +1061,7 @@ def _elastic_apply(x: torch.Tensor, severity: int, ux: torch.Tensor, uy: torch.T
     plane = torch.arange(_GATHER_BLOCK * c, device=x.device, dtype=torch.int32).view(-1, c, 1, 1) * (hp * wp)
     for start in range(0, n, _GATHER_BLOCK):
         stop = min(start + _GATHER_BLOCK, n)
-        flat = _symmetric_pad(x[start:stop], pad).reshape(-1)  # [b, C, Hp, Wp] flattened
+        flat = symmetric_pad(x[start:stop], pad, pad).reshape(-1)  # scipy's 'reflect'; [b, C, Hp, Wp] flattened
         idx = (pix[start:stop] + plane[:stop - start]).view(-1)
         shape = (stop - start, c, h, w)
 
