@@ -791,7 +791,7 @@ def _snow_from_crop(x: torch.Tensor, severity: int, crop: torch.Tensor, angles: 
     rz = _clipped_zoom_matrix_t(h, float(c[2]), str(x.device))[:, top:top + rows]
     cz = _clipped_zoom_matrix_t(w, float(c[2]), str(x.device))[:, left:left + cols]
     layer = torch.matmul(rz, torch.matmul(crop.float(), cz.T))  # clipped_zoom: [N, Ho, Wo]
-    layer = layer.masked_fill_(layer < c[3], 0).clamp_(0, 1)
+    layer = layer.mul_(layer >= c[3]).clamp_(0, 1)  # below the threshold: 0 (a product: masked_fill_ is slow)
 
     def compose(blurred: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         snow_layer = blurred.mul_(255).round_().div_(255)[..., :h, :w]  # np.round (half to even) -> uint8 -> /255
@@ -975,36 +975,71 @@ def fog(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Ten
 _HSV_SECTOR_PICK = ((0, 2, 1), (2, 0, 1), (1, 0, 2), (1, 2, 0), (2, 1, 0), (0, 1, 2))
 
 
-def _brightness(x8: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
-    """skimage.color.rgb2hsv -> V = clip(V + c, 0, 1) -> hsv2rgb, operation by operation in
-    float64, so that the result is the reference's bit for bit. (Only the values the sector
-    needs are formed: v, p, and q or t.)"""
+@functools.lru_cache(maxsize=None)
+def _brightness_tables_cpu(severity: int) -> tuple[torch.Tensor, ...]:
+    """What rgb2hsv -> V + c -> hsv2rgb computes from a pixel's maximum M and minimum m alone,
+    tabulated in the reference's float64 arithmetic (k = k8 / 255.):
+    levels float64 [256] (k8 / 255.), v8 uint8 [256] (the output channel that takes v'),
+    v' float64 [256] (clip(M + c, 0, 1)), delta float64 [256 * 256] (M - m; 1 where M = m: the
+    hue numerator is then 0 and the saturation 0, so every channel becomes v' whatever the hue),
+    s float64 [256 * 256] (delta / M, 0 where M = m), p8 uint8 [256 * 256] (np.uint8(v' (1 - s) 255))."""
     c = BRIGHTNESS[severity - 1]
-    a = x8.double().div_(255.0)  # the reference's np.array(x8) / 255.
-    r, g, b = a[:, 0], a[:, 1], a[:, 2]
-    v = torch.maximum(torch.maximum(r, g), b)
-    delta = v - torch.minimum(torch.minimum(r, g), b)
-    zero = delta == 0.0
-    s = (delta / v).masked_fill_(zero, 0.0)
-    hue = torch.where(b == v, (r - g).div_(delta).add_(4.0),
-                      torch.where(g == v, (b - r).div_(delta).add_(2.0), (g - b).div_(delta)))
+    levels = np.arange(256) / 255.0
+    v_new = np.clip(levels + c, 0, 1)
+    big, small = np.meshgrid(levels, levels, indexing="ij")  # [max, min]
+    delta = big - small
+    colour = delta > 0  # (entries with min > max are never looked up)
+    s = np.where(colour, delta / np.where(colour, big, 1.0), 0.0)
+    p = v_new[:, None] * (1 - s)
+    as_u8 = lambda v: torch.from_numpy((v * 255).astype(np.int32).astype(np.uint8))  # noqa: E731
+    return (torch.from_numpy(levels), as_u8(v_new), torch.from_numpy(v_new),
+            torch.from_numpy(np.where(colour, delta, 1.0).reshape(-1)), torch.from_numpy(s.reshape(-1)),
+            as_u8(p.reshape(-1)))
+
+
+def _brightness(x8: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    """skimage.color.rgb2hsv -> V = clip(V + c, 0, 1) -> hsv2rgb, bit for bit as the reference's
+    float64 arithmetic. Everything that depends only on a pixel's maximum and minimum (v', p,
+    saturation, delta) comes from float64 tables (``_brightness_tables_cpu``); the hue and the
+    sector's middle value (q or t) are computed per pixel in float64, operation by operation as
+    skimage does, on the two channels the hue formula uses (selected on uint8 values first)."""
+    levels, v8_of, v_new_of, delta_of, s_of, p8_of = (
+        _on_device(("brightness", severity, i), x8.device, lambda i=i: _brightness_tables_cpu(severity)[i])
+        for i in range(6))
+    r, g, b = x8[:, 0], x8[:, 1], x8[:, 2]
+    big = torch.maximum(torch.maximum(r, g), b)
+    small = torch.minimum(torch.minimum(r, g), b)
+    # skimage's hue: red max (g - b) / delta; green max 2 + (b - r) / delta; blue max
+    # 4 + (r - g) / delta, later cases overriding earlier ones where channels tie for the maximum
+    blue = (b == big).view(torch.uint8).neg_()  # 0xFF masks (torch.where is slow on the CPU)
+    green = (g == big).view(torch.uint8).neg_() & ~blue
+    red = ~(blue | green)
+    first = (r & blue) | (b & green) | (g & red)
+    second = (g & blue) | (r & green) | (b & red)
+    key = big.to(torch.int32).mul_(256).add_(small).view(-1)
+    shape = big.shape
+    hue = levels.index_select(0, first.view(-1).to(torch.int32))
+    hue.sub_(levels.index_select(0, second.view(-1).to(torch.int32))).div_(delta_of.index_select(0, key))
+    hue.add_(((blue & 4) | (green & 2)).view(-1).to(hue.dtype))  # + 4 (blue), + 2 (green), + 0 (red: exact)
     hue = hue.div_(6.0)
-    hue = hue.add_(hue < 0).masked_fill_(zero, 0.0).mul_(6)  # (h / 6) % 1 for h in [-1, 5], then * 6
-    v = v.add_(c).clamp_(0, 1)
+    hue = hue.add_(hue < 0).mul_(6)  # (h / 6) % 1 for h in [-1, 5], then * 6 (hsv2rgb)
     sector = torch.floor(hue)
     f = hue.sub_(sector)
     sector = sector.to(torch.int32).remainder_(6)
-    f = torch.where((sector & 1).bool(), f, 1 - f)
-    mid = f.mul_(s).neg_().add_(1).mul_(v)  # v * (1 - f * s): q in odd sectors, t in even ones
-    p = s.neg_().add_(1).mul_(v)  # v * (1 - s)
-    # np.uint8(... * 255) of the three candidates, then each channel picks one by sector
-    m = v.numel()
-    values = torch.stack((v, p, mid)).mul_(255).to(torch.int32).to(torch.uint8).view(-1)
+    # f in odd sectors (q), 1 - f in even ones (t), as f * 1 + 0 or f * -1 + 1 (both exact)
+    odd = (sector & 1).to(f.dtype)
+    f = f.mul_(odd * 2 - 1).add_(1 - odd)
+    big32 = big.reshape(-1).to(torch.int32)
+    mid = f.mul_(s_of.index_select(0, key)).neg_().add_(1).mul_(v_new_of.index_select(0, big32))  # q or t
+    # np.uint8(... * 255) of the three candidates (v', p, mid), then each channel picks one by sector
+    m = big.numel()
+    values = torch.cat((v8_of.index_select(0, big32), p8_of.index_select(0, key),
+                        mid.mul_(255).to(torch.int32).to(torch.uint8)))
     ar = torch.arange(m, dtype=torch.int32, device=x8.device)
     out = torch.empty_like(x8)
     for channel in range(3):
         base = torch.tensor([row[channel] * m for row in _HSV_SECTOR_PICK], dtype=torch.int32, device=x8.device)
-        out[:, channel] = values.index_select(0, base.index_select(0, sector.view(-1)).add_(ar)).view(v.shape)
+        out[:, channel] = values.index_select(0, base.index_select(0, sector).add_(ar)).view(shape)
     return out
 
 
