@@ -198,6 +198,18 @@ def test_deterministic_corruptions_match_the_reference(name, severity):
     assert_close(ours(name, severity), reference(name, severity), *EXACT[name], f"{name} severity {severity}")
 
 
+@pytest.mark.parametrize("severity", (1, 5))
+def test_brightness_matches_the_reference_on_every_colour(severity):
+    """Brightness tabulates what depends on a pixel's maximum and minimum: every one of the 2**24
+    RGB colours (256 images of 256 x 256, red constant per image) must come out as the
+    reference's, bit for bit."""
+    levels = np.arange(256, dtype=np.uint8)
+    colours = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1)  # [256, 256, 256, 3]
+    theirs = np.stack([reference_corrupt(image, "brightness", severity) for image in colours])
+    mine = corrupt(torch.from_numpy(colours.transpose(0, 3, 1, 2).copy()), "brightness", severity, 0)
+    assert_close(mine.numpy().transpose(0, 2, 3, 1), theirs, 0, 0.0, f"brightness severity {severity}, all colours")
+
+
 def replay(name: str, severity: int, image: np.ndarray, seed: int) -> np.ndarray:
     """Our corruption of one image with the reference's random draws after np.random.seed(seed)."""
     np.random.seed(seed)
