@@ -1278,7 +1278,7 @@ def _check(name: str, severity) -> None:
 CHUNK_PIXELS = 1 << 17  # pixels per chunk (32 images of 64 x 64): the working set stays in cache
 CHUNK_PIXELS_FOR = {  # corruptions whose cost is per operation rather than per pixel get larger chunks
     "motion_blur": 1 << 21, "snow": 1 << 21, "glass_blur": 1 << 19, "frost": 1 << 19, "fog": 1 << 19,
-    "jpeg_compression": 1 << 19,
+    "jpeg_compression": 1 << 19, "brightness": 1 << 18,
 }
 
 
