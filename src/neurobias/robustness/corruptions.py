@@ -72,10 +72,11 @@ glass_blur      Gaussian blur (scipy's kernel, 'nearest' borders) -> truncation 
                 *copies* (x[h, w] <- x[h2, w2]; x[h2, w2] is unchanged), sequentially over
                 h = H-d..d+1, w = W-d..d+1 (descending), offsets uniform in [-d, d-1]. That
                 process is reproduced exactly, batched: copies are tracked as a per-image source
-                index map, visiting positions in wavefronts t = (d+1)(H-d-h) + (W-d-w) within
-                which no two copies interact (same result as the sequential loop for the same
-                offsets). Offsets come from 16-bit uniforms (for d = 3, the six values have
-                probabilities 1/6 to within 2e-5).
+                index map; within a pass, a position whose source was already written takes that
+                source's own source, chains resolved for all positions at once by pointer doubling
+                (same result as the sequential loop for the same offsets). The blurs and the
+                gather run in blocks of 32 images. Offsets come from 16-bit uniforms (for d = 3,
+                the six values have probabilities 1/6 to within 2e-5).
 motion_blur     imagecorruptions 1.1.2's own ``_motion_blur`` (not Wand): one-sided Gaussian line
                 kernel, integer shifts with edge replication, one uniform angle in [-45, 45] deg
                 per image. Images are sorted by angle; in small blocks, every tap is one shifted
