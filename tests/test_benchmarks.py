@@ -1,0 +1,31 @@
+"""The benchmark scripts that a session with a GPU runs as they are: a small CPU run of each must
+produce the table it promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_tin_tc_timing_times_every_condition_and_the_whole_evaluation(tmp_path):
+    out = tmp_path / "tin_tc.csv"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "tin_tc_timing.py"), "--device", "cpu", "--images", "24",
+         "--batch-size", "16", "--corruptions", "contrast", "fog", "--severities", "2", "5", "--threads", "1",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    df = pd.read_csv(out)
+    generate = df[df.phase == "generate"]
+    assert sorted(zip(generate.corruption, generate.severity.astype(int))) == [
+        ("contrast", 2), ("contrast", 5), ("fog", 2), ("fog", 5)]
+    assert (generate.images == 24).all()
+    evaluate = df[df.phase == "evaluate"]
+    assert len(evaluate) == 1 and int(evaluate.images.iloc[0]) == 24 * 5  # clean + 2 x 2 conditions
+    assert (df.seconds > 0).all() and (df.device == "cpu").all()
+    assert "TOTAL (generation + evaluation of one VGG-19, 5 conditions x 24 images)" in run.stdout
