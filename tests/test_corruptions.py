@@ -334,13 +334,13 @@ def test_shot_noise_alias_tables_give_the_poisson_probabilities():
     from scipy.stats import poisson
 
     for c in C.SHOT_NOISE:
-        prob, alias, own = (t.numpy().astype(np.float64) for t in C._shot_alias_cpu(c))
+        prob, outcome = (t.numpy().astype(np.float64) for t in C._shot_alias_cpu(c))
         m = c + 1
-        prob, alias = prob.reshape(256, m), alias.reshape(256, m)
+        prob, outcome = prob.reshape(256, m), outcome.reshape(256, m, 2)  # [..., 0] alias, [..., 1] own
         for k in range(0, 256, 5):
             got = np.zeros(256)
-            np.add.at(got, own.astype(int), prob[k] / m)
-            np.add.at(got, alias[k].astype(int), (1 - prob[k]) / m)
+            np.add.at(got, outcome[k, :, 1].astype(int), prob[k] / m)
+            np.add.at(got, outcome[k, :, 0].astype(int), (1 - prob[k]) / m)
             want = np.zeros(256)
             lam = k / 255 * c
             for K in range(c):

@@ -364,12 +364,13 @@ def _on_device(key, device: torch.device, make: Callable[[], torch.Tensor]) -> t
 
 
 @functools.lru_cache(maxsize=None)
-def _shot_alias_cpu(c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _shot_alias_cpu(c: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Alias tables (Walker/Vose) of the reference's output for every pixel value k = 0..255.
 
     The reference returns np.uint8(np.clip(K / c, 0, 1) * 255) with K ~ Poisson(k / 255 * c):
-    only min(K, c) matters, c + 1 outcomes. Returns (prob float32 [256 * (c+1)], alias value
-    uint8 [256 * (c+1)], own value uint8 [c+1])."""
+    only min(K, c) matters, c + 1 outcomes. Returns (prob float32 [256 * (c+1)], outcome uint8
+    [256 * (c+1) * 2]: entry 2 (k (c+1) + column) + accepted is the column's own value if
+    accepted, else its alias's value)."""
     lam = (np.arange(256) / 255.0) * c  # the reference: (np.array(x) / 255.) * c
     ks = np.arange(c)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -390,24 +391,23 @@ def _shot_alias_cpu(c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             prob[row, lo], alias[row, lo] = scaled[lo], hi
             scaled[hi] -= 1.0 - scaled[lo]
             (small if scaled[hi] < 1.0 else large).append(hi)
-    return (torch.from_numpy(prob.astype(np.float32).reshape(-1)),
-            torch.from_numpy(values[alias].reshape(-1)), torch.from_numpy(values))
+    # outcome of (pixel value, column, accepted?): the alias's value, or the column's own
+    outcome = np.stack([values[alias], np.broadcast_to(values, (256, m))], axis=-1)
+    return torch.from_numpy(prob.astype(np.float32).reshape(-1)), torch.from_numpy(outcome.reshape(-1).copy())
 
 
 def _shot_noise(x8: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Poisson(x8 c) / c, sampled exactly (up to float32 uniforms) with alias tables over the
     reference's c + 1 possible outputs per pixel value."""
     c = SHOT_NOISE[severity - 1]
-    prob, alias_value, own_value = (_on_device(("shot", c, i), x8.device, lambda i=i: _shot_alias_cpu(c)[i])
-                                    for i in range(3))
+    prob, outcome = (_on_device(("shot", c, i), x8.device, lambda i=i: _shot_alias_cpu(c)[i]) for i in range(2))
     t = _rand(x8.shape, generator, x8.device).mul_(c + 1)
     col = torch.floor(t)
     t.sub_(col)  # uniform in [0, 1): accept the column's own outcome if below prob
     col = col.to(torch.int32).clamp_(max=c).view(-1)
     idx = x8.view(-1).to(torch.int32).mul_(c + 1).add_(col)
-    accept = (t.view(-1) < prob.index_select(0, idx)).view(torch.uint8).neg_()  # 0xFF: own outcome
-    own = own_value.index_select(0, col)
-    return ((own & accept) | (alias_value.index_select(0, idx) & ~accept)).view(x8.shape)
+    accept = t.view(-1) < prob.index_select(0, idx)
+    return outcome.index_select(0, idx.mul_(2).add_(accept)).view(x8.shape)
 
 
 def _impulse_noise(x8: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
