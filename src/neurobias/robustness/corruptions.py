@@ -880,22 +880,37 @@ def _frost_lut_cpu(severity: int) -> torch.Tensor:
     return torch.from_numpy(np.uint8(np.clip(c0 * k + c1 * f, 0, 255)).reshape(-1))
 
 
+@functools.lru_cache(maxsize=None)
+def _frost_flat_cpu(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """The textures of ``_frost_textures_cpu`` concatenated flat (uint8), the flat offsets of an
+    h x w crop's pixels at (0, 0) of each texture (int32 [textures, 3 h w], texture start
+    included), and each texture's width (its row stride: a crop at (row0, col0) adds
+    row0 * width + col0)."""
+    textures = _frost_textures_cpu(h, w)
+    starts = np.cumsum([0] + [t.numel() for t in textures])[:-1]
+    offsets = []
+    for start, t in zip(starts, textures):
+        _, hr, wr = t.shape
+        ch, row, col = np.meshgrid(np.arange(3), np.arange(h), np.arange(w), indexing="ij")
+        offsets.append(start + (ch * hr + row) * wr + col)
+    return (torch.cat([t.reshape(-1) for t in textures]),
+            torch.from_numpy(np.stack(offsets).reshape(len(textures), -1).astype(np.int32)),
+            np.array([t.shape[2] for t in textures]))
+
+
 def _frost_apply(x8: torch.Tensor, severity: int, idx: np.ndarray, row0: np.ndarray, col0: np.ndarray) -> torch.Tensor:
-    """np.clip(c0 * x8 + c1 * crop, 0, 255) on the 0..255 scale (exact, by table), on [0, 1]."""
+    """np.clip(c0 * x8 + c1 * crop, 0, 255) on the 0..255 scale (exact, by table), on [0, 1].
+    Every image's crop is gathered from the flat textures in one index (texture offsets + crop
+    corner), then the table is looked up at 256 x8 + crop."""
     n, _, h, w = x8.shape
-    textures = _frost_textures(h, w, x8.device)
+    flat, offsets = (_on_device(("frost_flat", h, w, i), x8.device, lambda i=i: _frost_flat_cpu(h, w)[i])
+                     for i in range(2))
+    widths = _frost_flat_cpu(h, w)[2]
     lut = _on_device(("frost", severity), x8.device, lambda: _frost_lut_cpu(severity))
-    index = x8.to(torch.int32).mul_(256)
-    for i, tex in enumerate(textures):
-        sel = np.flatnonzero(idx == i)
-        if len(sel) == 0:
-            continue
-        windows = tex.unfold(1, h, 1).unfold(2, w, 1)  # [3, Hr-h+1, Wr-w+1, h, w], a view
-        rows = torch.from_numpy(row0[sel]).to(x8.device)
-        cols = torch.from_numpy(col0[sel]).to(x8.device)
-        crops = windows[:, rows, cols].transpose(0, 1)  # [n_i, 3, h, w]
-        sel_t = torch.from_numpy(sel).to(x8.device)
-        index.index_add_(0, sel_t, crops.to(torch.int32))
+    corner = torch.from_numpy((row0 * widths[idx] + col0).astype(np.int32)).to(x8.device)
+    where = offsets.index_select(0, torch.from_numpy(idx.astype(np.int32)).to(x8.device)).add_(corner[:, None])
+    crops = flat.index_select(0, where.view(-1)).view(x8.shape)
+    index = x8.to(torch.int32).mul_(256).add_(crops)
     return lut.index_select(0, index.view(-1)).view(x8.shape)
 
 
