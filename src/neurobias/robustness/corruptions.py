@@ -631,7 +631,8 @@ _MOTION_BLOCK_FLOATS = 1 << 20  # padded floats per block of images (4 MB: in L2
 
 def _motion_blur_apply(x: torch.Tensor, radius: int, sigma: float, angles: np.ndarray,
                        finish: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Sum over taps of kernel[i] * (x shifted by (dy_i, dx_i) with edge replication), per image;
+    """Sum over taps of kernel[i] * (x shifted by (dy_i, dx_i) with edge replication), per image
+    (x float32, or uint8: converted block by block; the sums are float32);
     ``finish(sums, images)`` (optional) maps a block's float sums (which it may overwrite) and the
     indices of its images in x to the block's output (e.g. rounded to uint8).
 
@@ -650,13 +651,13 @@ def _motion_blur_apply(x: torch.Tensor, radius: int, sigma: float, angles: np.nd
     span = (int(dyv.max()) - int(dyv.min()) + h) * (int(dxv.max()) - int(dxv.min()) + w) * c
     block = max(1, _MOTION_BLOCK_FLOATS // span)
     order_t = torch.from_numpy(order).to(x.device)
-    sums = x.new_empty((min(block, n), c, h, w))
+    sums = torch.empty((min(block, n), c, h, w), device=x.device)  # float32 whatever x's dtype
     out = None
     for start in range(0, n, block):
         stop = min(start + block, n)
         nb = stop - start
         images = order_t[start:stop]
-        xb = x.index_select(0, images)
+        xb = x.index_select(0, images).float()  # uint8 images become float block by block, in cache
         top, bottom = max(int(dyv[start:stop].max()), 0), max(int(-dyv[start:stop].min()), 0)
         left, right = max(int(dxv[start:stop].max()), 0), max(int(-dxv[start:stop].min()), 0)
         xp = F.pad(xb, (left, right, top, bottom), mode="replicate") if (top or bottom or left or right) else xb
@@ -697,7 +698,7 @@ def _motion_blur_image(x8: torch.Tensor, severity: int, angles: np.ndarray) -> t
     radius, sigma = MOTION_BLUR[severity - 1]
     ties = _on_device(("motion_flat", severity), x8.device, lambda: _motion_flat(severity))
     # the reference blurs uint8 values
-    return _motion_blur_apply(x8.float(), radius, sigma, angles, finish=lambda y, _: _resolve_ties(y, ties))
+    return _motion_blur_apply(x8, radius, sigma, angles, finish=lambda y, _: _resolve_ties(y, ties))
 
 
 def _motion_blur(x8: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
