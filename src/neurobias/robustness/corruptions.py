@@ -889,11 +889,8 @@ def _frost_flat_cpu(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, np.ndar
     row0 * width + col0)."""
     textures = _frost_textures_cpu(h, w)
     starts = np.cumsum([0] + [t.numel() for t in textures])[:-1]
-    offsets = []
-    for start, t in zip(starts, textures):
-        _, hr, wr = t.shape
-        ch, row, col = np.meshgrid(np.arange(3), np.arange(h), np.arange(w), indexing="ij")
-        offsets.append(start + (ch * hr + row) * wr + col)
+    ch, row, col = np.meshgrid(np.arange(3), np.arange(h), np.arange(w), indexing="ij")
+    offsets = [start + (ch * t.shape[1] + row) * t.shape[2] + col for start, t in zip(starts, textures)]
     return (torch.cat([t.reshape(-1) for t in textures]),
             torch.from_numpy(np.stack(offsets).reshape(len(textures), -1).astype(np.int32)),
             np.array([t.shape[2] for t in textures]))
