@@ -127,6 +127,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import cpu_kernels
 from .manipulations import symmetric_pad
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -175,6 +176,15 @@ U16 = 65536  # resolution of the 16-bit uniforms (impulse noise, glass blur offs
 # random draws
 
 
+CPU_KERNELS = True
+"""Use the compiled CPU kernels (:mod:`neurobias.robustness.cpu_kernels`) for images on the CPU
+where there is one; False runs the torch implementation (the GPU's) on the CPU too (tests)."""
+
+
+def _kernels(x: torch.Tensor) -> bool:
+    return CPU_KERNELS and x.device.type == "cpu"
+
+
 def _child_seed(g: torch.Generator) -> int:
     return int(torch.randint(0, 2 ** 62, (1,), generator=g))
 
@@ -203,11 +213,6 @@ def _random_int16(n: int, g, device) -> torch.Tensor:
     words = _fill(torch.empty((n + 3) // 4, dtype=torch.int64, device=device), g,
                   lambda t, gg: t.random_(-2 ** 63, 2 ** 63 - 1, generator=gg))
     return words.view(torch.int16)[:n]
-
-
-def _uniform16(n: int, g, device) -> torch.Tensor:
-    """n independent uniform integers in [0, 65536) as int32."""
-    return _random_int16(n, g, device).to(torch.int32).bitwise_and_(0xFFFF)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -494,63 +499,15 @@ def _defocus_blur(x8: torch.Tensor, severity: int, generator: torch.Generator) -
     return _resolve_ties(y, _on_device(("defocus_flat", severity), x8.device, lambda: _defocus_flat(severity)))
 
 
-def _glass_positions(h: int, w: int, delta: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of imagecorruptions' copy loop, in its (sequential) order."""
-    hs = np.arange(h - delta, delta, -1)
-    ws = np.arange(w - delta, delta, -1)
-    return np.repeat(hs, len(ws)), np.tile(ws, len(hs))
-
-
-@functools.lru_cache(maxsize=16)
-def _glass_walk(h: int, w: int, delta: int) -> tuple[np.ndarray, np.ndarray]:
-    """(flat pixel of each sequential position, sequential index of each pixel: n_pos if never
-    written), int32."""
-    rows, cols = _glass_positions(h, w, delta)
-    n_pos = len(rows)
-    pos = (rows * w + cols).astype(np.int32)
-    order = np.full(h * w, n_pos, dtype=np.int32)
-    order[pos] = np.arange(n_pos, dtype=np.int32)
-    return pos, order
-
-
-def _glass_map(h: int, w: int, delta: int, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+def _glass_map(h: int, w: int, delta: int, dx: np.ndarray, dy: np.ndarray, words: bool = False) -> np.ndarray:
     """Where every pixel comes from after imagecorruptions' local "swaps": int64 [N, h*w] flat
     source index per flat position, for offsets dx, dy int [iterations, N, n_positions] in the
-    reference's sequential order of positions.
-
-    In one pass, position j (sequential index) copies from q_j; if q_j was written earlier in
-    the pass its value is that of q_j's own source, and so on: the value of j is the pre-pass
-    value at q_z, z the end of that chain. Chains are resolved for all positions and images at
-    once by pointer doubling (a few gathers; chains are short: ~15 links at most in practice).
-    All indices are flat over the batch (int32 numpy: vectorised, and released from the GIL).
-    The written positions are the interior rectangle, visited backwards in row-major order: the
-    pass's results are stored with one reversed slice rather than a scattered assignment."""
-    pos, order = _glass_walk(h, w, delta)
-    n_pos, hw = len(pos), h * w
-    n = dx.shape[1]
-    image_pix = np.arange(0, n * hw, hw, dtype=np.int32)[:, None]
-    image_seq = np.arange(0, n * n_pos, n_pos, dtype=np.int32)[:, None]
-    seq = np.arange(n_pos, dtype=np.int32)
-    src = np.tile(np.arange(hw, dtype=np.int32), n)  # flat [N * hw]: source pixel within the image
-    interior = src.reshape(n, h, w)[:, delta + 1:h - delta + 1, delta + 1:w - delta + 1]
-    for it in range(dx.shape[0]):
-        q = dy[it].astype(np.int32)
-        q *= w
-        q += dx[it]
-        q += pos  # [N, n_pos] source pixel of each position
-        # follow the source if it was written earlier in this pass (smaller sequential index)
-        link = np.minimum(np.take(order, q), seq)
-        link += image_seq
-        link = link.ravel()
-        while True:
-            jumped = np.take(link, link)
-            if np.array_equal(jumped, link):
-                break
-            link = jumped
-        q += image_pix
-        values = np.take(src, np.take(q.ravel(), link))
-        interior[...] = values.reshape(interior.shape)[:, ::-1, ::-1]
-    return src.reshape(n, hw).astype(np.int64)
+    reference's sequential order of positions (or 16-bit uniforms that map to them, words=True).
+    The copies are replayed one by one in a compiled loop (``cpu_kernels.glass_source_map``;
+    ~8 us per image and pass at 64 x 64), for every device: the map is a per-image parameter,
+    made on the CPU."""
+    out = np.empty((dx.shape[1], h * w), dtype=np.int64)
+    return cpu_kernels.glass_source_map(h, w, delta, np.ascontiguousarray(dx), np.ascontiguousarray(dy), words, out)
 
 
 def glass_source_map(h: int, w: int, delta: int, offsets: np.ndarray) -> np.ndarray:
@@ -587,6 +544,11 @@ def _glass_apply(x8: torch.Tensor, severity: int, src: np.ndarray) -> torch.Tens
     n, c, h, w = x8.shape
     weights = _scipy_gaussian_kernel(sigma, 4.0)  # skimage.filters.gaussian: truncate 4, mode 'nearest'
     flat1, flat2 = (_on_device(("glass_flat", severity, i), x8.device, lambda i=i: _glass_flat(severity)[i]) for i in range(2))
+    if _kernels(x8):
+        k32 = weights.astype(np.float32)
+        out = torch.empty_like(x8)
+        cpu_kernels.glass_apply(x8.numpy(), k32, src, flat1.numpy(), flat2.numpy(), out.numpy())
+        return out
     src = torch.from_numpy(src).to(x8.device)
     out = torch.empty_like(x8)
     for start in range(0, n, _GLASS_BLOCK):
@@ -602,9 +564,8 @@ def _glass_blur(x8: torch.Tensor, severity: int, generator: torch.Generator) -> 
     _, delta, iterations = GLASS_BLUR[severity - 1]
     n, _, h, w = x8.shape
     n_pos = max(h - 2 * delta, 0) * max(w - 2 * delta, 0)
-    u = _uniform16(2 * iterations * n * n_pos, generator, torch.device("cpu"))
-    offsets = u.mul_(2 * delta).bitwise_right_shift_(16).sub_(delta).view(2, iterations, n, n_pos).numpy()
-    return _glass_apply(x8, severity, _glass_map(h, w, delta, offsets[0], offsets[1]))  # randint(-d, d)
+    u = _random_int16(2 * iterations * n * n_pos, generator, torch.device("cpu")).view(2, iterations, n, n_pos).numpy()
+    return _glass_apply(x8, severity, _glass_map(h, w, delta, u[0], u[1], words=True))  # randint(-d, d)
 
 
 def motion_taps(width: int, sigma: float, angles: np.ndarray, h: int, w: int):
@@ -698,6 +659,13 @@ def _motion_blur_image(x8: torch.Tensor, severity: int, angles: np.ndarray) -> t
     radius, sigma = MOTION_BLUR[severity - 1]
     ties = _on_device(("motion_flat", severity), x8.device, lambda: _motion_flat(severity))
     # the reference blurs uint8 values
+    if _kernels(x8):
+        n, _, h, w = x8.shape
+        k, dy, dx, valid = motion_taps(2 * radius + 1, sigma, angles, h, w)
+        out = torch.empty_like(x8)
+        cpu_kernels.motion_blur_apply(x8.numpy(), k.astype(np.float32), np.where(valid, dy, 0), np.where(valid, dx, 0),
+                                      valid, ties.numpy(), out.numpy())
+        return out
     return _motion_blur_apply(x8, radius, sigma, angles, finish=lambda y, _: _resolve_ties(y, ties))
 
 
@@ -795,6 +763,12 @@ def _snow_from_crop(x: torch.Tensor, severity: int, crop: torch.Tensor, angles: 
     cz = _clipped_zoom_matrix_t(w, float(c[2]), str(x.device))[:, left:left + cols]
     layer = torch.matmul(rz, torch.matmul(crop.float(), cz.T))  # clipped_zoom: [N, Ho, Wo]
     layer = layer.mul_(layer >= c[3]).clamp_(0, 1)  # below the threshold: 0 (a product: masked_fill_ is slow)
+    if _kernels(x):
+        k, dy, dx, valid = motion_taps(2 * c[4] + 1, c[5], angles, *layer.shape[-2:])
+        out = torch.empty(x.shape, dtype=torch.uint8)
+        cpu_kernels.snow_compose(x.numpy(), layer[:, None].numpy(), k.astype(np.float32), np.where(valid, dy, 0),
+                                 np.where(valid, dx, 0), valid, c[6], out.numpy())
+        return out
 
     def compose(blurred: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         snow_layer = blurred.mul_(255).round_().div_(255)[..., :h, :w]  # np.round (half to even) -> uint8 -> /255
@@ -975,8 +949,11 @@ def fog(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Ten
 
     levels = mapsize.bit_length() - 1  # the fractal's levels, 3 draws each of (m / stepsize)^2 per image
     sizes = [(1 << level) ** 2 for level in range(levels) for _ in range(3)]
-    draws = torch.rand((n, sum(sizes)), generator=generator).double().split(sizes, dim=1)
-    draw = iter(draws)
+    uniforms = torch.rand((n, sum(sizes)), generator=generator)
+    if _kernels(x):
+        return torch.from_numpy(cpu_kernels.fog_apply(x.numpy(), uniforms.numpy(), mapsize, float(FOG[severity - 1][1]),
+                                                      float(FOG[severity - 1][0]), np.empty(x.shape, np.uint8)))
+    draw = iter(uniforms.double().split(sizes, dim=1))
 
     def uniform(shape, low, high):  # the next block of draws (float32 uniforms, 24-bit)
         return next(draw).view(shape).mul(high - low).add_(low)
@@ -1021,6 +998,10 @@ def _brightness(x8: torch.Tensor, severity: int, generator: torch.Generator) -> 
     levels, v8_of, v_new_of, delta_of, s_of, p8_of = (
         _on_device(("brightness", severity, i), x8.device, lambda i=i: _brightness_tables_cpu(severity)[i])
         for i in range(6))
+    if _kernels(x8):
+        return torch.from_numpy(cpu_kernels.brightness_apply(
+            x8.numpy(), levels.numpy(), v8_of.numpy(), v_new_of.numpy(), delta_of.numpy(), s_of.numpy(),
+            p8_of.numpy(), np.empty(x8.shape, np.uint8)))
     r, g, b = x8[:, 0], x8[:, 1], x8[:, 2]
     big = torch.maximum(torch.maximum(r, g), b)
     small = torch.minimum(torch.minimum(r, g), b)
@@ -1098,6 +1079,8 @@ def _elastic_apply(x: torch.Tensor, severity: int, ux: torch.Tensor, uy: torch.T
     n, c, h, w = x.shape
     dx = _elastic_smooth(ux.float(), h * 0.01, w * 0.01).mul_(alpha)
     dy = _elastic_smooth(uy.float(), h * 0.01, w * 0.01).mul_(alpha)
+    if _kernels(x):
+        return torch.from_numpy(cpu_kernels.elastic_apply(x.numpy(), dx.numpy(), dy.numpy(), np.empty(x.shape, np.uint8)))
     fx, fy = torch.floor(dx), torch.floor(dy)
     tx, ty = dx.sub_(fx)[:, None], dy.sub_(fy)[:, None]  # fractions, [N, 1, H, W]
     pad = int(max(float(fx.abs().max()), float(fy.abs().max()))) + 2
