@@ -352,7 +352,11 @@ def _gaussian_noise_apply(x: torch.Tensor, severity: int, std_normal: torch.Tens
 
 
 def gaussian_noise(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
-    return _gaussian_noise_apply(x, severity, _randn(x.shape, generator, x.device))
+    noise = _randn(x.shape, generator, x.device)
+    if _kernels(x):
+        return torch.from_numpy(cpu_kernels.gaussian_noise_apply(x.numpy(), noise.numpy(), GAUSSIAN_NOISE[severity - 1],
+                                                                 np.empty(x.shape, np.uint8)))
+    return _gaussian_noise_apply(x, severity, noise)
 
 
 _DEVICE_CACHE: dict = {}
@@ -406,7 +410,11 @@ def _shot_noise(x8: torch.Tensor, severity: int, generator: torch.Generator) -> 
     reference's c + 1 possible outputs per pixel value."""
     c = SHOT_NOISE[severity - 1]
     prob, outcome = (_on_device(("shot", c, i), x8.device, lambda i=i: _shot_alias_cpu(c)[i]) for i in range(2))
-    t = _rand(x8.shape, generator, x8.device).mul_(c + 1)
+    t = _rand(x8.shape, generator, x8.device)
+    if _kernels(x8):
+        return torch.from_numpy(cpu_kernels.shot_noise_apply(x8.numpy(), t.numpy(), c, prob.numpy(), outcome.numpy(),
+                                                             np.empty(x8.shape, np.uint8)))
+    t = t.mul_(c + 1)
     col = torch.floor(t)
     t.sub_(col)  # uniform in [0, 1): accept the column's own outcome if below prob
     col = col.to(torch.int32).clamp_(max=c).view(-1)
@@ -420,8 +428,12 @@ def _impulse_noise(x8: torch.Tensor, severity: int, generator: torch.Generator) 
     with probability c/2 each. One 16-bit uniform u per value: u < c/2 -> 0, c/2 <= u < c -> 1
     (the probabilities rounded to multiples of 2**-16)."""
     c = IMPULSE_NOISE[severity - 1]
-    u = _random_int16(x8.numel(), generator, x8.device).view(x8.shape) ^ -32768  # u16 - 32768, order-preserving
+    words = _random_int16(x8.numel(), generator, x8.device).view(x8.shape)
     pepper, salt = round(c / 2 * U16) - 32768, round(c * U16) - 32768
+    if _kernels(x8):
+        return torch.from_numpy(cpu_kernels.impulse_noise_apply(x8.numpy(), words.numpy(), pepper, salt,
+                                                                np.empty(x8.shape, np.uint8)))
+    u = words ^ -32768  # u16 - 32768, order-preserving
     flipped = (u < salt).view(torch.uint8).neg_()  # 0xFF where the value is replaced
     salted = (u >= pepper).view(torch.uint8).neg_()  # 0xFF (salt) or 0 (pepper) where replaced
     return (x8 & ~flipped) | (salted & flipped)
@@ -879,6 +891,13 @@ def _frost_apply(x8: torch.Tensor, severity: int, idx: np.ndarray, row0: np.ndar
                      for i in range(2))
     widths = _frost_flat_cpu(h, w)[2]
     lut = _on_device(("frost", severity), x8.device, lambda: _frost_lut_cpu(severity))
+    if _kernels(x8):
+        textures = _frost_textures_cpu(h, w)
+        starts = np.cumsum([0] + [t.numel() for t in textures])[:-1]
+        heights = np.array([t.shape[1] for t in textures])
+        return torch.from_numpy(cpu_kernels.frost_apply(
+            x8.numpy(), flat.numpy(), starts, heights, widths, np.asarray(idx, np.int64), np.asarray(row0, np.int64),
+            np.asarray(col0, np.int64), lut.numpy(), np.empty(x8.shape, np.uint8)))
     corner = torch.from_numpy((row0 * widths[idx] + col0).astype(np.int32)).to(x8.device)
     where = offsets.index_select(0, torch.from_numpy(idx.astype(np.int32)).to(x8.device)).add_(corner[:, None])
     crops = flat.index_select(0, where.view(-1)).view(x8.shape)
@@ -1046,6 +1065,8 @@ def _brightness(x8: torch.Tensor, severity: int, generator: torch.Generator) -> 
 def _contrast(x8: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """(x8 - mean) c + mean per image and channel, as a lookup table computed in float64."""
     c = CONTRAST[severity - 1]
+    if _kernels(x8):
+        return torch.from_numpy(cpu_kernels.contrast_apply(x8.numpy(), c, np.empty(x8.shape, np.uint8)))
     n, ch, h, w = x8.shape
     k = x8.view(n * ch, h * w)
     means = (k.sum(dim=1, dtype=torch.float64) / 255.0 / (h * w))[:, None]
@@ -1111,9 +1132,28 @@ def elastic_transform(x: torch.Tensor, severity: int, generator: torch.Generator
     """Uniform displacement fields from 16-bit uniforms (65,536 levels; smoothed afterwards)."""
     n, _, h, w = x.shape
     m = h * 0.005  # the reference uses shape[0] for both max_dx and max_dy
-    u = _random_int16(2 * n * h * w, generator, x.device).view(2, n, h, w).float()  # -32768 .. 32767
-    u = u.add_(32768.5).mul_(2 * m / U16).sub_(m)
+    words = _random_int16(2 * n * h * w, generator, x.device).view(2, n, h, w)
+    if _kernels(x):
+        (ci, cw), (ri, rw) = _banded(w, w * 0.01), _banded(h, h * 0.01)
+        fields = cpu_kernels.elastic_fields(words.numpy(), m, ELASTIC_ALPHA[severity - 1], ci, cw, ri, rw,
+                                            np.empty((2, n, h, w), np.float32))
+        return torch.from_numpy(cpu_kernels.elastic_apply(x.numpy(), fields[0], fields[1], np.empty(x.shape, np.uint8)))
+    u = words.float().add_(32768.5).mul_(2 * m / U16).sub_(m)  # -32768 .. 32767 -> +-m
     return _elastic_apply(x, severity, u[0], u[1])
+
+
+@functools.lru_cache(maxsize=16)
+def _banded(n: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """The non-zeros of ``_elastic_smooth``'s float32 [n, n] filter matrix, per row in ascending
+    column order (index int64 and weight float32 [n, K]; rows with fewer pad with weight 0)."""
+    weights = tuple(float(v) for v in _scipy_gaussian_kernel(sigma, 3.0))
+    m = _filter_matrix_t(n, weights, "reflect", "cpu", torch.float32).numpy()
+    k = int((m != 0).sum(axis=1).max())
+    index, weight = np.zeros((n, k), np.int64), np.zeros((n, k), np.float32)
+    for j in range(n):
+        nz = np.flatnonzero(m[j])
+        index[j, :len(nz)], weight[j, :len(nz)] = nz, m[j, nz]
+    return index, weight
 
 
 def _pil_box_coefficients(in_size: int, out_size: int) -> np.ndarray:
@@ -1167,11 +1207,22 @@ def _pixelate_ops(h: int, w: int, severity: int, device: str):
     return ops
 
 
+def _box_runs(box: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """First input index and number of inputs of each output's box (0/1 matrix [in, out],
+    contiguous runs), for ``cpu_kernels.pixelate_apply``."""
+    b = box.numpy() > 0
+    return b.argmax(axis=0).astype(np.int64), b.sum(axis=0).astype(np.int64)
+
+
 def _pixelate(x8: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """PIL ``resize(BOX)`` to int(c w) x8 int(c h) then ``resize(NEAREST)`` back, bit-exact:
     horizontal then vertical pass, each (sum(in * k) + 2**21) >> 22 clipped to 0..255 (Pillow's
     8-bit resampling), then nearest-neighbour upsampling with Pillow's pixel-centre convention."""
     bw, kw, iw, bh, kh, ih = _pixelate_ops(x8.shape[2], x8.shape[3], severity, str(x8.device))
+    if _kernels(x8):
+        (cf, cc), (rf, rc) = (_box_runs(box) for box in (bw, bh))
+        return torch.from_numpy(cpu_kernels.pixelate_apply(x8.numpy(), cf, cc, kw.numpy(), rf, rc, kh.numpy(), iw.numpy(),
+                                                           ih.numpy(), np.empty(x8.shape, np.uint8)))
     half = 1 << 21
     a = torch.matmul(x8.float(), bw).to(torch.int32).mul_(kw).add_(half).bitwise_right_shift_(22).clamp_(0, 255)
     a = torch.matmul(bh.T, a.float()).to(torch.int32).mul_(kh[:, None]).add_(half).bitwise_right_shift_(22).clamp_(0, 255)

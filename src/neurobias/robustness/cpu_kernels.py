@@ -295,10 +295,9 @@ def snow_compose(x, layer, k, dy, dx, valid, blend, out):
 @numba.njit(inline="always", **_JIT)
 def _lerp(a, b, t):
     """torch.lerp on the CPU (its vectorised form): a + t (b - a) for |t| < 0.5, else
-    b + (t - 1) (b - a), each one FMA."""
-    if abs(t) < np.float32(0.5):
-        return _fma(t, b - a, a)
-    return _fma(t - np.float32(1), b - a, b)
+    b + (t - 1) (b - a), each one FMA (written with selects: no branch)."""
+    small = abs(t) < np.float32(0.5)
+    return _fma(t if small else t - np.float32(1), b - a, a if small else b)
 
 
 @numba.njit(inline="always", **_JIT)
@@ -308,81 +307,155 @@ def _quantise(v):
 
 
 @numba.njit(**_JIT)
+def _uniform_fields(words, m, out):
+    """Displacement fields uniform in +-m from 16-bit words (int16 u): (u + 32768.5) (2 m /
+    65536) - m in float32, three roundings as the torch form's add_, mul_, sub_."""
+    flat, target = words.reshape(words.size), out.reshape(out.size)
+    shift, scale, low = np.float32(32768.5), np.float32(2 * m / 65536), np.float32(m)
+    for p in range(target.size):
+        target[p] = (np.float32(flat[p]) + shift) * scale - low
+
+
+@numba.njit(**_JIT_FMA)
+def _banded_rows(src, index, weight, out):
+    """out[i, :] = sum over k of weight[i, k] src[index[i, k], :], as a chain of FMAs from 0 in
+    k order: row i of a dense float32 matmul M @ src whose row i has these (ascending) non-zeros
+    (sgemm accumulates along the inner dimension with FMAs; the zeros leave the sum unchanged:
+    identical with torch.matmul on this machine, checked by the tests). Rows are contiguous, so
+    each step is one vectorised pass over a row."""
+    rows, n = out.shape
+    for i in range(rows):
+        acc = out[i]
+        for x in range(n):
+            acc[x] = np.float32(0)
+        for k in range(index.shape[1]):
+            wk = weight[i, k]
+            row = src[index[i, k]]
+            for x in range(n):
+                acc[x] = acc[x] + wk * row[x]
+
+
+@numba.njit(**_JIT)
+def elastic_fields(words, m, alpha, col_index, col_weight, row_index, row_weight, out):
+    """The two displacement fields [2, N, H, W] float32 of ``corruptions.elastic_transform``:
+    uniform from 16-bit words (int16 [2, N, H, W]), smoothed as ``corruptions._elastic_smooth``
+    (M_h @ (field @ M_w^T), banded weights of the reflect-mode Gaussian: ``row_*`` for M_h,
+    ``col_*`` for M_w), times alpha. field @ M_w^T is computed transposed (M_w @ field^T), so
+    both passes run along contiguous rows."""
+    _uniform_fields(words, m, out)
+    two, n, h, w = out.shape
+    field_t = np.empty((w, h), np.float32)
+    across_t = np.empty((w, h), np.float32)
+    across = np.empty((h, w), np.float32)
+    a32 = np.float32(alpha)
+    for f in range(two):
+        for i in range(n):
+            field = out[f, i]
+            for y in range(h):
+                for x in range(w):
+                    field_t[x, y] = field[y, x]
+            _banded_rows(field_t, col_index, col_weight, across_t)  # (field @ M_w^T)^T
+            for y in range(h):
+                for x in range(w):
+                    across[y, x] = across_t[x, y]
+            _banded_rows(across, row_index, row_weight, field)  # M_h @ (field @ M_w^T)
+            for y in range(h):
+                for x in range(w):
+                    field[y, x] = field[y, x] * a32
+    return out
+
+
+@numba.njit(**_JIT)
 def elastic_apply(x, dx, dy, out):
     """Bilinear resampling of images x float32 [N, C, H, W] at (y + dy, x + dx) (displacements
     float32 [N, H, W], smoothed and scaled) with scipy's 'reflect' (half-sample symmetric)
     boundary, quantised into out uint8: ``corruptions._elastic_apply``'s torch form pixel by
-    pixel (its padding width and clamps, its lerps: identical output)."""
+    pixel (its padding width and clamps, its lerps: identical output). Where to read and the
+    fractions are worked out once per pixel for all channels."""
     n, ch, h, w = x.shape
+    hw = h * w
     largest = np.float32(0)
     for i in range(n):
-        for y in range(h):
-            for c in range(w):
-                largest = max(largest, abs(np.floor(dx[i, y, c])), abs(np.floor(dy[i, y, c])))
+        fx, fy = dx[i].reshape(hw), dy[i].reshape(hw)
+        for p in range(hw):
+            largest = max(largest, abs(np.floor(fx[p])), abs(np.floor(fy[p])))
     pad = min(np.int64(largest) + 2, h - 1, w - 1)
     hp, wp = h + 2 * pad, w + 2 * pad
-    row_of = np.empty(hp, np.int64)  # padded row -> image row (mirror with the edge repeated)
+    row_of = np.empty(hp, np.int64)  # padded row -> offset of the image row (mirror, edge repeated)
     col_of = np.empty(wp, np.int64)
     for j in range(hp):
         s = j - pad
-        row_of[j] = -s - 1 if s < 0 else (2 * h - 1 - s if s >= h else s)
+        row_of[j] = w * (-s - 1 if s < 0 else (2 * h - 1 - s if s >= h else s))
     for j in range(wp):
         s = j - pad
         col_of[j] = -s - 1 if s < 0 else (2 * w - 1 - s if s >= w else s)
+    top_left = np.empty(hw, np.int64)
+    top_right = np.empty(hw, np.int64)
+    bottom_left = np.empty(hw, np.int64)
+    bottom_right = np.empty(hw, np.int64)
+    tx = np.empty(hw, np.float32)
+    ty = np.empty(hw, np.float32)
     for i in range(n):
+        ddx, ddy = dx[i].reshape(hw), dy[i].reshape(hw)
         for y in range(h):
             for c in range(w):
-                fx, fy = np.floor(dx[i, y, c]), np.floor(dy[i, y, c])
-                tx, ty = dx[i, y, c] - fx, dy[i, y, c] - fy
+                p = y * w + c
+                fx, fy = np.floor(ddx[p]), np.floor(ddy[p])
+                tx[p], ty[p] = ddx[p] - fx, ddy[p] - fy
                 r0 = min(max(np.int64(fy) + y + pad, 0), hp - 2)
                 c0 = min(max(np.int64(fx) + c + pad, 0), wp - 2)
                 ra, rb, ca, cb = row_of[r0], row_of[r0 + 1], col_of[c0], col_of[c0 + 1]
-                for b in range(ch):
-                    image = x[i, b]
-                    top = _lerp(image[ra, ca], image[ra, cb], tx)
-                    bottom = _lerp(image[rb, ca], image[rb, cb], tx)
-                    out[i, b, y, c] = _quantise(_lerp(top, bottom, ty))
+                top_left[p], top_right[p], bottom_left[p], bottom_right[p] = ra + ca, ra + cb, rb + ca, rb + cb
+        for b in range(ch):
+            plane = x[i, b].reshape(hw)
+            target = out[i, b].reshape(hw)
+            for p in range(hw):
+                top = _lerp(plane[top_left[p]], plane[top_right[p]], tx[p])
+                bottom = _lerp(plane[bottom_left[p]], plane[bottom_right[p]], tx[p])
+                target[p] = _quantise(_lerp(top, bottom, ty[p]))
     return out
 
 
 # ----------------------------------------------------------------------------------------------
 # brightness
 
-_SECTOR_PICK = np.array(((0, 2, 1), (2, 0, 1), (1, 0, 2), (1, 2, 0), (2, 1, 0), (0, 1, 2)), np.int64)
-
-
 @numba.njit(**_JIT)
 def brightness_apply(x8, levels, v8_of, v_new_of, delta_of, s_of, p8_of, out):
     """rgb2hsv -> V + c -> hsv2rgb of uint8 RGB images x8 [N, 3, H, W] pixel by pixel, the same
     float64 operations as ``corruptions._brightness`` (which documents them) from the same
-    tables: bit-exact with it and with the reference."""
+    tables: bit-exact with it and with the reference. Selections are written as selects (no
+    branches: hues change from pixel to pixel)."""
     n, _, h, w = x8.shape
-    pick = _SECTOR_PICK
+    hw = h * w
     for i in range(n):
-        for y in range(h):
-            for c in range(w):
-                r, g, b = x8[i, 0, y, c], x8[i, 1, y, c], x8[i, 2, y, c]
-                big = max(max(r, g), b)
-                small = min(min(r, g), b)
-                if b == big:
-                    first, second, offset = r, g, 4.0
-                elif g == big:
-                    first, second, offset = b, r, 2.0
-                else:
-                    first, second, offset = g, b, 0.0
-                key = np.int64(big) * 256 + np.int64(small)
-                hue = (levels[first] - levels[second]) / delta_of[key] + offset
-                hue = hue / 6.0
-                hue = (hue + (1.0 if hue < 0 else 0.0)) * 6.0
-                whole = np.floor(hue)
-                f = hue - whole
-                sector = np.int64(whole) % 6
-                odd = np.float64(sector & 1)
-                f = f * (odd * 2.0 - 1.0) + (1.0 - odd)
-                mid = (-(f * s_of[key]) + 1.0) * v_new_of[big]
-                candidates = (v8_of[big], p8_of[key], np.uint8(np.int32(mid * 255.0)))
-                for channel in range(3):
-                    out[i, channel, y, c] = candidates[pick[sector, channel]]
+        red, green, blue = x8[i, 0].reshape(hw), x8[i, 1].reshape(hw), x8[i, 2].reshape(hw)
+        out_r, out_g, out_b = out[i, 0].reshape(hw), out[i, 1].reshape(hw), out[i, 2].reshape(hw)
+        for p in range(hw):
+            r, g, b = red[p], green[p], blue[p]
+            big = max(max(r, g), b)
+            small = min(min(r, g), b)
+            is_b = b == big
+            is_g = (g == big) and not is_b
+            first = r if is_b else (b if is_g else g)
+            second = g if is_b else (r if is_g else b)
+            offset = 4.0 if is_b else (2.0 if is_g else 0.0)
+            key = np.int64(big) * 256 + np.int64(small)
+            hue = (levels[first] - levels[second]) / delta_of[key] + offset
+            hue = hue / 6.0
+            hue = (hue + (1.0 if hue < 0 else 0.0)) * 6.0
+            whole = np.floor(hue)
+            f = hue - whole
+            sector = np.int64(whole)
+            sector = sector - 6 if sector >= 6 else sector  # (h / 6) % 1 * 6 < 6 except by rounding
+            odd = np.float64(sector & 1)
+            f = f * (odd * 2.0 - 1.0) + (1.0 - odd)
+            mid = np.uint8(np.int32((-(f * s_of[key]) + 1.0) * v_new_of[big] * 255.0))
+            v, lo = v8_of[big], p8_of[key]
+            # hsv2rgb's (r, g, b) per sector, mid = t in even sectors and q in odd ones:
+            # 0 (v, t, p) 1 (q, v, p) 2 (p, v, t) 3 (p, q, v) 4 (t, p, v) 5 (v, p, q)
+            out_r[p] = v if (sector == 0 or sector == 5) else (mid if (sector == 1 or sector == 4) else lo)
+            out_g[p] = v if (sector == 1 or sector == 2) else (mid if (sector == 0 or sector == 3) else lo)
+            out_b[p] = v if (sector == 3 or sector == 4) else (mid if (sector == 2 or sector == 5) else lo)
     return out
 
 
@@ -452,4 +525,126 @@ def fog_apply(x, draws, mapsize, wibbledecay, c0, out):
                 for c in range(w):
                     v = x[i, b, y, c] + c0f * np.float32(a[y, c] / high)
                     out[i, b, y, c] = _quantise(v * largest / scale_den)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# noise: the random draws come from torch (same generator, same order as the torch form); the
+# kernels do the per-value arithmetic in one pass
+
+
+@numba.njit(**_JIT)
+def gaussian_noise_apply(x, noise, scale, out):
+    """out uint8 = quantised (noise * scale + x) (float32, two roundings as the torch form's mul_
+    then add_), x and noise float32 of out's shape."""
+    xf, nf, of = x.reshape(x.size), noise.reshape(noise.size), out.reshape(out.size)
+    s = np.float32(scale)
+    for p in range(of.size):
+        of[p] = _quantise(nf[p] * s + xf[p])
+    return out
+
+
+@numba.njit(**_JIT)
+def shot_noise_apply(x8, uniforms, c, prob, outcome, out):
+    """Poisson(x8 c) / c as ``corruptions._shot_noise`` draws it (float32 uniforms: column
+    floor(u (c+1)), accepted if the fraction is below the alias table's probability), one pass."""
+    xf, uf, of = x8.reshape(x8.size), uniforms.reshape(uniforms.size), out.reshape(out.size)
+    m = np.float32(c + 1)
+    for p in range(of.size):
+        t = uf[p] * m
+        column = np.floor(t)
+        t = t - column
+        idx = np.int64(xf[p]) * (c + 1) + min(np.int64(column), c)
+        of[p] = outcome[2 * idx + (1 if t < prob[idx] else 0)]
+    return out
+
+
+@numba.njit(**_JIT)
+def impulse_noise_apply(x8, words, pepper, salt, out):
+    """Salt and pepper from 16-bit uniforms (int16 words u, compared as u ^ -32768 as the torch
+    form): below ``salt`` the value is replaced, by 255 if at least ``pepper`` else by 0."""
+    xf, wf, of = x8.reshape(x8.size), words.reshape(words.size), out.reshape(out.size)
+    for p in range(of.size):
+        u = np.int32(wf[p]) ^ -32768
+        of[p] = (np.uint8(255) if u >= pepper else np.uint8(0)) if u < salt else xf[p]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# frost, contrast, pixelate: table look-ups and integer arithmetic (identical by construction)
+
+
+@numba.njit(**_JIT)
+def frost_apply(x8, textures, starts, heights, widths, idx, row0, col0, lut, out):
+    """out = lut[256 x8 + crop] with crop the [C, H, W] window at (row0, col0) of texture idx
+    (textures uint8, flat and concatenated; texture t starts at starts[t], is [C, heights[t],
+    widths[t]])."""
+    n, ch, h, w = x8.shape
+    for i in range(n):
+        t = idx[i]
+        for c in range(ch):
+            for y in range(h):
+                base = starts[t] + (c * heights[t] + row0[i] + y) * widths[t] + col0[i]
+                for x in range(w):
+                    out[i, c, y, x] = lut[np.int64(x8[i, c, y, x]) * 256 + textures[base + x]]
+    return out
+
+
+@numba.njit(**_JIT)
+def contrast_apply(x8, c, out):
+    """(k - mean) c + mean per image and channel in float64 (k = x8 / 255., mean of the plane:
+    its exact integer sum / 255. / (H W)), clipped to [0, 1], times 255, truncated: the torch
+    form's look-up table, built per plane."""
+    n, ch, h, w = x8.shape
+    hw = h * w
+    lut = np.empty(256, np.uint8)
+    for i in range(n):
+        for b in range(ch):
+            plane = x8[i, b].reshape(hw)
+            total = 0
+            for p in range(hw):
+                total += np.int64(plane[p])
+            mean = np.float64(total) / 255.0 / hw
+            for k in range(256):
+                v = (k / 255.0 - mean) * c + mean
+                lut[k] = np.uint8(min(max(v, 0.0), 1.0) * 255.0)
+            target = out[i, b].reshape(hw)
+            for p in range(hw):
+                target[p] = lut[plane[p]]
+    return out
+
+
+@numba.njit(inline="always", **_JIT)
+def _pil_box_8bpc(total, weight):
+    """Pillow's 8-bit fixed-point step: clip((sum * weight + 2**21) >> 22, 0, 255)."""
+    return min(max((total * weight + (1 << 21)) >> 22, 0), 255)
+
+
+@numba.njit(**_JIT)
+def pixelate_apply(x8, col_first, col_count, col_weight, row_first, row_count, row_weight, col_src, row_src, out):
+    """Pillow ``resize(BOX)`` down then ``resize(NEAREST)`` up, in Pillow's integer arithmetic:
+    horizontal pass (output column j sums col_count[j] input columns from col_first[j], times
+    col_weight[j]), vertical pass likewise, then out[y, x] = small[row_src[y], col_src[x]]."""
+    n, ch, h, w = x8.shape
+    mw, mh = len(col_first), len(row_first)
+    across = np.empty((h, mw), np.int64)
+    small = np.empty((mh, mw), np.uint8)
+    for i in range(n):
+        for b in range(ch):
+            image = x8[i, b]
+            for y in range(h):
+                for j in range(mw):
+                    total = 0
+                    for x in range(col_first[j], col_first[j] + col_count[j]):
+                        total += np.int64(image[y, x])
+                    across[y, j] = _pil_box_8bpc(total, col_weight[j])
+            for k in range(mh):
+                for j in range(mw):
+                    total = 0
+                    for y in range(row_first[k], row_first[k] + row_count[k]):
+                        total += across[y, j]
+                    small[k, j] = _pil_box_8bpc(total, row_weight[k])
+            for y in range(h):
+                for x in range(w):
+                    out[i, b, y, x] = small[row_src[y], col_src[x]]
     return out
