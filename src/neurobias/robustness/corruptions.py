@@ -127,7 +127,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import cpu_kernels
 from .manipulations import symmetric_pad
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -183,6 +182,14 @@ where there is one; False runs the torch implementation (the GPU's) on the CPU t
 
 def _kernels(x: torch.Tensor) -> bool:
     return CPU_KERNELS and x.device.type == "cpu"
+
+
+def _cpu_kernels():
+    """The kernels module, imported on first use (numba's import and the kernels' compilation
+    or cache loading cost ~0.5 s: jobs that only read this module's tables don't pay it)."""
+    from . import cpu_kernels
+
+    return cpu_kernels
 
 
 def _child_seed(g: torch.Generator) -> int:
@@ -354,7 +361,7 @@ def _gaussian_noise_apply(x: torch.Tensor, severity: int, std_normal: torch.Tens
 def gaussian_noise(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     noise = _randn(x.shape, generator, x.device)
     if _kernels(x):
-        return torch.from_numpy(cpu_kernels.gaussian_noise_apply(x.numpy(), noise.numpy(), GAUSSIAN_NOISE[severity - 1],
+        return torch.from_numpy(_cpu_kernels().gaussian_noise_apply(x.numpy(), noise.numpy(), GAUSSIAN_NOISE[severity - 1],
                                                                  np.empty(x.shape, np.uint8)))
     return _gaussian_noise_apply(x, severity, noise)
 
@@ -412,7 +419,7 @@ def _shot_noise(x8: torch.Tensor, severity: int, generator: torch.Generator) -> 
     prob, outcome = (_on_device(("shot", c, i), x8.device, lambda i=i: _shot_alias_cpu(c)[i]) for i in range(2))
     t = _rand(x8.shape, generator, x8.device)
     if _kernels(x8):
-        return torch.from_numpy(cpu_kernels.shot_noise_apply(x8.numpy(), t.numpy(), c, prob.numpy(), outcome.numpy(),
+        return torch.from_numpy(_cpu_kernels().shot_noise_apply(x8.numpy(), t.numpy(), c, prob.numpy(), outcome.numpy(),
                                                              np.empty(x8.shape, np.uint8)))
     t = t.mul_(c + 1)
     col = torch.floor(t)
@@ -431,7 +438,7 @@ def _impulse_noise(x8: torch.Tensor, severity: int, generator: torch.Generator) 
     words = _random_int16(x8.numel(), generator, x8.device).view(x8.shape)
     pepper, salt = round(c / 2 * U16) - 32768, round(c * U16) - 32768
     if _kernels(x8):
-        return torch.from_numpy(cpu_kernels.impulse_noise_apply(x8.numpy(), words.numpy(), pepper, salt,
+        return torch.from_numpy(_cpu_kernels().impulse_noise_apply(x8.numpy(), words.numpy(), pepper, salt,
                                                                 np.empty(x8.shape, np.uint8)))
     u = words ^ -32768  # u16 - 32768, order-preserving
     flipped = (u < salt).view(torch.uint8).neg_()  # 0xFF where the value is replaced
@@ -519,7 +526,7 @@ def _glass_map(h: int, w: int, delta: int, dx: np.ndarray, dy: np.ndarray, words
     ~8 us per image and pass at 64 x 64), for every device: the map is a per-image parameter,
     made on the CPU."""
     out = np.empty((dx.shape[1], h * w), dtype=np.int64)
-    return cpu_kernels.glass_source_map(h, w, delta, np.ascontiguousarray(dx), np.ascontiguousarray(dy), words, out)
+    return _cpu_kernels().glass_source_map(h, w, delta, np.ascontiguousarray(dx), np.ascontiguousarray(dy), words, out)
 
 
 def glass_source_map(h: int, w: int, delta: int, offsets: np.ndarray) -> np.ndarray:
@@ -559,7 +566,7 @@ def _glass_apply(x8: torch.Tensor, severity: int, src: np.ndarray) -> torch.Tens
     if _kernels(x8):
         k32 = weights.astype(np.float32)
         out = torch.empty_like(x8)
-        cpu_kernels.glass_apply(x8.numpy(), k32, src, flat1.numpy(), flat2.numpy(), out.numpy())
+        _cpu_kernels().glass_apply(x8.numpy(), k32, src, flat1.numpy(), flat2.numpy(), out.numpy())
         return out
     src = torch.from_numpy(src).to(x8.device)
     out = torch.empty_like(x8)
@@ -675,7 +682,7 @@ def _motion_blur_image(x8: torch.Tensor, severity: int, angles: np.ndarray) -> t
         n, _, h, w = x8.shape
         k, dy, dx, valid = motion_taps(2 * radius + 1, sigma, angles, h, w)
         out = torch.empty_like(x8)
-        cpu_kernels.motion_blur_apply(x8.numpy(), k.astype(np.float32), np.where(valid, dy, 0), np.where(valid, dx, 0),
+        _cpu_kernels().motion_blur_apply(x8.numpy(), k.astype(np.float32), np.where(valid, dy, 0), np.where(valid, dx, 0),
                                       valid, ties.numpy(), out.numpy())
         return out
     return _motion_blur_apply(x8, radius, sigma, angles, finish=lambda y, _: _resolve_ties(y, ties))
@@ -778,7 +785,7 @@ def _snow_from_crop(x: torch.Tensor, severity: int, crop: torch.Tensor, angles: 
     if _kernels(x):
         k, dy, dx, valid = motion_taps(2 * c[4] + 1, c[5], angles, *layer.shape[-2:])
         out = torch.empty(x.shape, dtype=torch.uint8)
-        cpu_kernels.snow_compose(x.numpy(), layer[:, None].numpy(), k.astype(np.float32), np.where(valid, dy, 0),
+        _cpu_kernels().snow_compose(x.numpy(), layer[:, None].numpy(), k.astype(np.float32), np.where(valid, dy, 0),
                                  np.where(valid, dx, 0), valid, c[6], out.numpy())
         return out
 
@@ -895,7 +902,7 @@ def _frost_apply(x8: torch.Tensor, severity: int, idx: np.ndarray, row0: np.ndar
         textures = _frost_textures_cpu(h, w)
         starts = np.cumsum([0] + [t.numel() for t in textures])[:-1]
         heights = np.array([t.shape[1] for t in textures])
-        return torch.from_numpy(cpu_kernels.frost_apply(
+        return torch.from_numpy(_cpu_kernels().frost_apply(
             x8.numpy(), flat.numpy(), starts, heights, widths, np.asarray(idx, np.int64), np.asarray(row0, np.int64),
             np.asarray(col0, np.int64), lut.numpy(), np.empty(x8.shape, np.uint8)))
     corner = torch.from_numpy((row0 * widths[idx] + col0).astype(np.int32)).to(x8.device)
@@ -970,7 +977,7 @@ def fog(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Ten
     sizes = [(1 << level) ** 2 for level in range(levels) for _ in range(3)]
     uniforms = torch.rand((n, sum(sizes)), generator=generator)
     if _kernels(x):
-        return torch.from_numpy(cpu_kernels.fog_apply(x.numpy(), uniforms.numpy(), mapsize, float(FOG[severity - 1][1]),
+        return torch.from_numpy(_cpu_kernels().fog_apply(x.numpy(), uniforms.numpy(), mapsize, float(FOG[severity - 1][1]),
                                                       float(FOG[severity - 1][0]), np.empty(x.shape, np.uint8)))
     draw = iter(uniforms.double().split(sizes, dim=1))
 
@@ -1018,7 +1025,7 @@ def _brightness(x8: torch.Tensor, severity: int, generator: torch.Generator) -> 
         _on_device(("brightness", severity, i), x8.device, lambda i=i: _brightness_tables_cpu(severity)[i])
         for i in range(6))
     if _kernels(x8):
-        return torch.from_numpy(cpu_kernels.brightness_apply(
+        return torch.from_numpy(_cpu_kernels().brightness_apply(
             x8.numpy(), levels.numpy(), v8_of.numpy(), v_new_of.numpy(), delta_of.numpy(), s_of.numpy(),
             p8_of.numpy(), np.empty(x8.shape, np.uint8)))
     r, g, b = x8[:, 0], x8[:, 1], x8[:, 2]
@@ -1066,7 +1073,7 @@ def _contrast(x8: torch.Tensor, severity: int, generator: torch.Generator) -> to
     """(x8 - mean) c + mean per image and channel, as a lookup table computed in float64."""
     c = CONTRAST[severity - 1]
     if _kernels(x8):
-        return torch.from_numpy(cpu_kernels.contrast_apply(x8.numpy(), c, np.empty(x8.shape, np.uint8)))
+        return torch.from_numpy(_cpu_kernels().contrast_apply(x8.numpy(), c, np.empty(x8.shape, np.uint8)))
     n, ch, h, w = x8.shape
     k = x8.view(n * ch, h * w)
     means = (k.sum(dim=1, dtype=torch.float64) / 255.0 / (h * w))[:, None]
@@ -1101,7 +1108,7 @@ def _elastic_apply(x: torch.Tensor, severity: int, ux: torch.Tensor, uy: torch.T
     dx = _elastic_smooth(ux.float(), h * 0.01, w * 0.01).mul_(alpha)
     dy = _elastic_smooth(uy.float(), h * 0.01, w * 0.01).mul_(alpha)
     if _kernels(x):
-        return torch.from_numpy(cpu_kernels.elastic_apply(x.numpy(), dx.numpy(), dy.numpy(), np.empty(x.shape, np.uint8)))
+        return torch.from_numpy(_cpu_kernels().elastic_apply(x.numpy(), dx.numpy(), dy.numpy(), np.empty(x.shape, np.uint8)))
     fx, fy = torch.floor(dx), torch.floor(dy)
     tx, ty = dx.sub_(fx)[:, None], dy.sub_(fy)[:, None]  # fractions, [N, 1, H, W]
     pad = int(max(float(fx.abs().max()), float(fy.abs().max()))) + 2
@@ -1135,9 +1142,9 @@ def elastic_transform(x: torch.Tensor, severity: int, generator: torch.Generator
     words = _random_int16(2 * n * h * w, generator, x.device).view(2, n, h, w)
     if _kernels(x):
         (ci, cw), (ri, rw) = _banded(w, w * 0.01), _banded(h, h * 0.01)
-        fields = cpu_kernels.elastic_fields(words.numpy(), m, ELASTIC_ALPHA[severity - 1], ci, cw, ri, rw,
+        fields = _cpu_kernels().elastic_fields(words.numpy(), m, ELASTIC_ALPHA[severity - 1], ci, cw, ri, rw,
                                             np.empty((2, n, h, w), np.float32))
-        return torch.from_numpy(cpu_kernels.elastic_apply(x.numpy(), fields[0], fields[1], np.empty(x.shape, np.uint8)))
+        return torch.from_numpy(_cpu_kernels().elastic_apply(x.numpy(), fields[0], fields[1], np.empty(x.shape, np.uint8)))
     u = words.float().add_(32768.5).mul_(2 * m / U16).sub_(m)  # -32768 .. 32767 -> +-m
     return _elastic_apply(x, severity, u[0], u[1])
 
@@ -1221,7 +1228,7 @@ def _pixelate(x8: torch.Tensor, severity: int, generator: torch.Generator) -> to
     bw, kw, iw, bh, kh, ih = _pixelate_ops(x8.shape[2], x8.shape[3], severity, str(x8.device))
     if _kernels(x8):
         (cf, cc), (rf, rc) = (_box_runs(box) for box in (bw, bh))
-        return torch.from_numpy(cpu_kernels.pixelate_apply(x8.numpy(), cf, cc, kw.numpy(), rf, rc, kh.numpy(), iw.numpy(),
+        return torch.from_numpy(_cpu_kernels().pixelate_apply(x8.numpy(), cf, cc, kw.numpy(), rf, rc, kh.numpy(), iw.numpy(),
                                                            ih.numpy(), np.empty(x8.shape, np.uint8)))
     half = 1 << 21
     a = torch.matmul(x8.float(), bw).to(torch.int32).mul_(kw).add_(half).bitwise_right_shift_(22).clamp_(0, 255)

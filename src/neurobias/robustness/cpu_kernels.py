@@ -32,7 +32,7 @@ TIE_EPS = np.float32(1e-4)  # as corruptions.TIE_EPS, in float32 like the torch 
 INV_TIE_EPS = np.float32(1 / 1e-4)
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _tie_key(v):
     """corruptions._resolve_ties's table index for one float32 value on the 0..255 scale (the same
     float32 operations: clamp, + eps, floor, (t - r) / eps, floor, min 2, + 3 r)."""
@@ -76,7 +76,7 @@ def glass_source_map(h, w, delta, dx, dy, words, out):
     return out
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _replicate_edges(padded, h, w, r):
     """Edge replication ('nearest') of a padded plane [(h+2r), (w+2r)] (flat) whose interior
     [r:r+h, r:r+w] is filled."""
@@ -95,7 +95,7 @@ def _replicate_edges(padded, h, w, r):
             padded[bottom + c] = padded[last + c]
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _separable_valid(padded, h, w, r, k, rows, out):
     """Valid separable correlation of a padded plane [(h+2r), (w+2r)] (flat) with centred weights
     k: along rows, then along columns, taps summed in order (float32). Works on the flat buffers
@@ -121,7 +121,7 @@ def _separable_valid(padded, h, w, r, k, rows, out):
             out[j] += kt * src[j]
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _tie_keys(values, n, keys):
     """_tie_key of values[:n] into keys (int32; a separate loop from the table look-up so that
     it vectorises)."""
@@ -292,7 +292,7 @@ def snow_compose(x, layer, k, dy, dx, valid, blend, out):
 # elastic transform
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _lerp(a, b, t):
     """torch.lerp on the CPU (its vectorised form): a + t (b - a) for |t| < 0.5, else
     b + (t - 1) (b - a), each one FMA (written with selects: no branch)."""
@@ -300,7 +300,7 @@ def _lerp(a, b, t):
     return _fma(t if small else t - np.float32(1), b - a, a if small else b)
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _quantise(v):
     """np.uint8(np.clip(v, 0, 1) * 255) of a float32 value (corruptions._finalise)."""
     return np.uint8(np.int32(min(max(v, np.float32(0)), np.float32(1)) * np.float32(255)))
@@ -463,7 +463,7 @@ def brightness_apply(x8, levels, v8_of, v_new_of, delta_of, s_of, p8_of, out):
 # fog
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _wibbled(mean, u, wibble):
     """The reference's wibbledmean: mean / 4 + wibble * uniform(-wibble, wibble), the uniform
     from a float32 draw u in [0, 1) as corruptions.fog makes it (u (2 wibble) - wibble)."""
@@ -614,7 +614,7 @@ def contrast_apply(x8, c, out):
     return out
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _pil_box_8bpc(total, weight):
     """Pillow's 8-bit fixed-point step: clip((sum * weight + 2**21) >> 22, 0, 255)."""
     return min(max((total * weight + (1 << 21)) >> 22, 0), 255)
