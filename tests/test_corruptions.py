@@ -30,6 +30,13 @@ Tolerances, ours against the reference (grey levels; "frac": fraction of values 
 | elastic_transform | replayed      | 1   | 0.001  | float32 smoothing of the displacement fields |
 | gaussian_noise    | replayed      | 1   | 0.001  | float32 against float64 |
 
+On the CPU, ``corrupt`` runs the compiled kernels of ``neurobias.robustness.cpu_kernels`` where a
+corruption has one; the tests above check that path. The torch form (what a GPU runs) must give
+identical output on the CPU (``test_cpu_kernels_give_the_torch_forms_output``, every corruption
+and severity, 64 images); glass blur's kernel sums its blur taps in another order (one level in
+at most 1e-3 of the values, 2.7e-4 measured), so its torch form is also checked against the
+reference directly.
+
 Statistics through ``corrupt`` (3 seeds x 7 images; fog and impulse noise 12, frost 15 seeds): |mean difference| within
 ``mean`` grey levels, std and mean absolute difference within ``rel`` (relative):
 gaussian/shot/impulse noise, elastic, motion, glass 3% (1.5 levels); snow 6%; fog 15% and frost
@@ -520,7 +527,7 @@ def test_cpu_kernels_give_the_torch_forms_output(name, severity, monkeypatch, ke
     used = len(kernel_calls)
     monkeypatch.setattr(C, "CPU_KERNELS", False)
     torch_form = corrupt(x, name, severity, 7)
-    if name not in ("defocus_blur", "zoom_blur", "jpeg_compression"):  # these have no kernel
+    if name not in ("gaussian_noise", "defocus_blur", "zoom_blur", "jpeg_compression"):  # these have no kernel
         assert used > 0, f"{name}: no CPU kernel ran"
     # the glass map is made by its kernel for every device; nothing else may run with the flag off
     assert all(call == "glass_source_map" for call in kernel_calls[used:]), kernel_calls[used:]

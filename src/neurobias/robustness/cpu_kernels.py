@@ -534,17 +534,6 @@ def fog_apply(x, draws, mapsize, wibbledecay, c0, out):
 
 
 @numba.njit(**_JIT)
-def gaussian_noise_apply(x, noise, scale, out):
-    """out uint8 = quantised (noise * scale + x) (float32, two roundings as the torch form's mul_
-    then add_), x and noise float32 of out's shape."""
-    xf, nf, of = x.reshape(x.size), noise.reshape(noise.size), out.reshape(out.size)
-    s = np.float32(scale)
-    for p in range(of.size):
-        of[p] = _quantise(nf[p] * s + xf[p])
-    return out
-
-
-@numba.njit(**_JIT)
 def shot_noise_apply(x8, uniforms, c, prob, outcome, out):
     """Poisson(x8 c) / c as ``corruptions._shot_noise`` draws it (float32 uniforms: column
     floor(u (c+1)), accepted if the fraction is below the alias table's probability), one pass."""
