@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,3 +30,21 @@ def test_tin_tc_timing_times_every_condition_and_the_whole_evaluation(tmp_path):
     assert len(evaluate) == 1 and int(evaluate.images.iloc[0]) == 24 * 5  # clean + 2 x 2 conditions
     assert (df.seconds > 0).all() and (df.device == "cpu").all()
     assert "TOTAL (generation + evaluation of one VGG-19, 5 conditions x 24 images)" in run.stdout
+
+
+def test_corruption_speed_times_ours_the_torch_form_and_the_reference_side_by_side(tmp_path):
+    out = tmp_path / "speed.csv"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "corruption_speed.py"), "--images", "8", "--corruptions",
+         "contrast", "motion_blur", "--severities", "1", "4", "--repeats", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    df = pd.read_csv(out)
+    per_condition = df[df.severity != "all"]
+    assert sorted(set(zip(per_condition.corruption, per_condition.severity.astype(int)))) == [
+        ("contrast", 1), ("contrast", 4), ("motion_blur", 1), ("motion_blur", 4)]
+    assert per_condition.groupby(["corruption", "severity"]).implementation.apply(sorted).map(tuple).eq(
+        ("ours", "reference", "torch_form")).all()
+    overall = df[(df.corruption == "all") & (df.severity == "all")].set_index("implementation")
+    assert overall.loc["ours", "ratio"] == pytest.approx(overall.loc["reference", "seconds"] / overall.loc["ours", "seconds"])
+    assert "the kernels make ours" in run.stdout and "OVERALL: ours" in run.stdout
