@@ -20,7 +20,8 @@ Each (corruption, severity) is timed for ours, the torch form and then the refer
 back, --repeats times (default 3); each side's fastest repeat is the measurement (the same rule for both, as
 ``timeit`` does: the minimum is the run least disturbed by other activity). One-time
 set-up is excluded on both sides: the pool is started and warmed up first, and ours runs once on
-16 images per corruption and severity before timing (tables, frost textures, zoom operators). On Linux the CPU
+16 images per corruption and severity before timing (tables, frost textures, zoom operators,
+loading or compiling the CPU kernels: ~15 s in all on a new checkout, then cached). On Linux the CPU
 time other processes used during each measurement is recorded (/proc/stat minus this process and
 its pool) in ``foreign_cores``: numbers taken while other jobs run are not meaningful.
 
