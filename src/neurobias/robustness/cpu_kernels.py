@@ -145,7 +145,9 @@ def glass_apply(x8, k, source, flat1, flat2, out):
     rows = np.empty(size, np.float32)
     blurred = np.empty(size, np.float32)
     keys = np.empty(size, np.int32)
-    flat1_f = flat1.astype(np.float32)
+    flat1_f = np.empty(len(flat1), np.float32)
+    for j in range(len(flat1)):
+        flat1_f[j] = np.float32(flat1[j])
     for i in range(n):
         src = source[i]
         for c in range(ch):
@@ -198,10 +200,10 @@ def _motion_sums(image, k, dy, dx, valid, padded, acc):
     order (dy, dx of invalid taps must be 0: they only size the padding); padded: scratch for the
     edge-replicated image (the padding this image's taps need, at most 3 H x 3 W)."""
     ch, h, w = image.shape
-    top = max(0, dy.max())
-    bottom = max(0, -dy.min())
-    left = max(0, dx.max())
-    right = max(0, -dx.min())
+    top, bottom, left, right = 0, 0, 0, 0
+    for t in range(len(dy)):  # (loops, not .max(): numba compiles array reductions slowly)
+        top, bottom = max(top, dy[t]), max(bottom, -dy[t])
+        left, right = max(left, dx[t]), max(right, -dx[t])
     hp, wp = h + top + bottom, w + left + right
     k0 = k[0]
     for c in range(ch):
@@ -483,7 +485,9 @@ def fog_apply(x, draws, mapsize, wibbledecay, c0, out):
     a = np.empty((m, m), np.float64)
     c0f = np.float32(c0)
     for i in range(n):
-        a[:, :] = 0.0
+        for r in range(m):
+            for c in range(m):
+                a[r, c] = 0.0
         u = draws[i]
         pos = 0
         stepsize = m
@@ -513,12 +517,22 @@ def fog_apply(x, draws, mapsize, wibbledecay, c0, out):
             pos += k * k
             stepsize //= 2
             wibble /= wibbledecay
-        low = a.min()
+        low = a[0, 0]  # (explicit loops: numba compiles array reductions slowly)
+        for r in range(m):
+            for c in range(m):
+                low = min(low, a[r, c])
         for r in range(m):
             for c in range(m):
                 a[r, c] = a[r, c] - low
-        high = a.max()
-        largest = np.float32(x[i].max())
+        high = a[0, 0]
+        for r in range(m):
+            for c in range(m):
+                high = max(high, a[r, c])
+        largest = x[i, 0, 0, 0]
+        for b in range(ch):
+            for y in range(h):
+                for c in range(w):
+                    largest = max(largest, x[i, b, y, c])
         scale_den = largest + c0f
         for b in range(ch):
             for y in range(h):
