@@ -674,6 +674,12 @@ def _motion_blur_apply(x: torch.Tensor, radius: int, sigma: float, angles: np.nd
     return out
 
 
+def _kernel_taps(radius: int, sigma: float, angles: np.ndarray, h: int, w: int) -> tuple[np.ndarray, ...]:
+    """``motion_taps`` as the CPU kernels take them: float32 kernel, shifts of invalid taps 0."""
+    k, dy, dx, valid = motion_taps(2 * radius + 1, sigma, angles, h, w)
+    return k.astype(np.float32), np.where(valid, dy, 0), np.where(valid, dx, 0), valid
+
+
 @functools.lru_cache(maxsize=None)
 def _motion_flat(severity: int) -> torch.Tensor:
     """The reference's float64 sum over taps (in tap order) of kernel[i] * k for flat k."""
@@ -692,10 +698,8 @@ def _motion_blur_image(x8: torch.Tensor, severity: int, angles: np.ndarray) -> t
     # the reference blurs uint8 values
     if _kernels(x8):
         n, _, h, w = x8.shape
-        k, dy, dx, valid = motion_taps(2 * radius + 1, sigma, angles, h, w)
         out = torch.empty_like(x8)
-        _cpu_kernels().motion_blur_apply(x8.numpy(), k.astype(np.float32), np.where(valid, dy, 0), np.where(valid, dx, 0),
-                                      valid, ties.numpy(), out.numpy())
+        _cpu_kernels().motion_blur_apply(x8.numpy(), *_kernel_taps(radius, sigma, angles, h, w), ties.numpy(), out.numpy())
         return out
     return _motion_blur_apply(x8, radius, sigma, angles, finish=lambda y, _: _resolve_ties(y, ties))
 
@@ -795,10 +799,9 @@ def _snow_from_crop(x: torch.Tensor, severity: int, crop: torch.Tensor, angles: 
     layer = torch.matmul(rz, torch.matmul(crop.float(), cz.T))  # clipped_zoom: [N, Ho, Wo]
     layer = layer.mul_(layer >= c[3]).clamp_(0, 1)  # below the threshold: 0 (a product: masked_fill_ is slow)
     if _kernels(x):
-        k, dy, dx, valid = motion_taps(2 * c[4] + 1, c[5], angles, *layer.shape[-2:])
         out = torch.empty(x.shape, dtype=torch.uint8)
-        _cpu_kernels().snow_compose(x.numpy(), layer[:, None].numpy(), k.astype(np.float32), np.where(valid, dy, 0),
-                                 np.where(valid, dx, 0), valid, c[6], out.numpy())
+        _cpu_kernels().snow_compose(x.numpy(), layer[:, None].numpy(), *_kernel_taps(c[4], c[5], angles, *layer.shape[-2:]),
+                                    c[6], out.numpy())
         return out
 
     def compose(blurred: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -887,18 +890,20 @@ def _frost_lut_cpu(severity: int) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def _frost_flat_cpu(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+def _frost_flat_cpu(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
     """The textures of ``_frost_textures_cpu`` concatenated flat (uint8), the flat offsets of an
     h x w crop's pixels at (0, 0) of each texture (int32 [textures, 3 h w], texture start
-    included), and each texture's width (its row stride: a crop at (row0, col0) adds
-    row0 * width + col0)."""
+    included), each texture's width (its row stride: a crop at (row0, col0) adds
+    row0 * width + col0), and, for ``cpu_kernels.frost_apply``, each texture's flat start and
+    height."""
     textures = _frost_textures_cpu(h, w)
     starts = np.cumsum([0] + [t.numel() for t in textures])[:-1]
     ch, row, col = np.meshgrid(np.arange(3), np.arange(h), np.arange(w), indexing="ij")
     offsets = [start + (ch * t.shape[1] + row) * t.shape[2] + col for start, t in zip(starts, textures)]
     return (torch.cat([t.reshape(-1) for t in textures]),
             torch.from_numpy(np.stack(offsets).reshape(len(textures), -1).astype(np.int32)),
-            np.array([t.shape[2] for t in textures]))
+            np.array([t.shape[2] for t in textures]), starts.astype(np.int64),
+            np.array([t.shape[1] for t in textures]))
 
 
 def _frost_apply(x8: torch.Tensor, severity: int, idx: np.ndarray, row0: np.ndarray, col0: np.ndarray) -> torch.Tensor:
@@ -911,9 +916,7 @@ def _frost_apply(x8: torch.Tensor, severity: int, idx: np.ndarray, row0: np.ndar
     widths = _frost_flat_cpu(h, w)[2]
     lut = _on_device(("frost", severity), x8.device, lambda: _frost_lut_cpu(severity))
     if _kernels(x8):
-        textures = _frost_textures_cpu(h, w)
-        starts = np.cumsum([0] + [t.numel() for t in textures])[:-1]
-        heights = np.array([t.shape[1] for t in textures])
+        starts, heights = _frost_flat_cpu(h, w)[3:]
         return torch.from_numpy(_cpu_kernels().frost_apply(
             x8.numpy(), flat.numpy(), starts, heights, widths, np.asarray(idx, np.int64), np.asarray(row0, np.int64),
             np.asarray(col0, np.int64), lut.numpy(), np.empty(x8.shape, np.uint8)))
@@ -1226,11 +1229,13 @@ def _pixelate_ops(h: int, w: int, severity: int, device: str):
     return ops
 
 
-def _box_runs(box: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """First input index and number of inputs of each output's box (0/1 matrix [in, out],
-    contiguous runs), for ``cpu_kernels.pixelate_apply``."""
-    b = box.numpy() > 0
-    return b.argmax(axis=0).astype(np.int64), b.sum(axis=0).astype(np.int64)
+@functools.lru_cache(maxsize=64)
+def _pixelate_runs(h: int, w: int, severity: int) -> tuple[np.ndarray, ...]:
+    """First input index and number of inputs of each output's box (contiguous runs), columns
+    then rows, from ``_pixelate_ops``' 0/1 box matrices [in, out], for ``cpu_kernels.pixelate_apply``."""
+    bw, _, _, bh, _, _ = _pixelate_ops(h, w, severity, "cpu")
+    boxes = [box.numpy() > 0 for box in (bw, bh)]
+    return tuple(a.astype(np.int64) for b in boxes for a in (b.argmax(axis=0), b.sum(axis=0)))
 
 
 def _pixelate(x8: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
@@ -1239,7 +1244,7 @@ def _pixelate(x8: torch.Tensor, severity: int, generator: torch.Generator) -> to
     8-bit resampling), then nearest-neighbour upsampling with Pillow's pixel-centre convention."""
     bw, kw, iw, bh, kh, ih = _pixelate_ops(x8.shape[2], x8.shape[3], severity, str(x8.device))
     if _kernels(x8):
-        (cf, cc), (rf, rc) = (_box_runs(box) for box in (bw, bh))
+        cf, cc, rf, rc = _pixelate_runs(x8.shape[2], x8.shape[3], severity)
         return torch.from_numpy(_cpu_kernels().pixelate_apply(x8.numpy(), cf, cc, kw.numpy(), rf, rc, kh.numpy(), iw.numpy(),
                                                            ih.numpy(), np.empty(x8.shape, np.uint8)))
     half = 1 << 21

@@ -14,7 +14,8 @@ integer boundary may truncate the other way; measured in ``tests/test_corruption
 
 No maintained library offers these recipes (imagecorruptions' own code is per image numpy/scipy,
 ~100x slower); they are written here because they were measured faster than the torch form
-(``benchmarks/corruption_speed.py``; per-kernel ratios in benchmarks/RESULTS.md).
+(``benchmarks/corruption_speed.py`` times both side by side: benchmarks/RESULTS.md, and per
+corruption and severity benchmarks/results/corruption_speed.csv).
 
 Every kernel is compiled once per process on first use (``cache=True``: numba keeps the machine
 code in ``__pycache__`` for later processes) and releases the GIL (``nogil``): ``corrupt``'s
@@ -119,6 +120,12 @@ def _separable_valid(padded, h, w, r, k, rows, out):
         src = rows[t * w2:]
         for j in range(n_out):
             out[j] += kt * src[j]
+
+
+@numba.njit(**_JIT)
+def _quantise(v):
+    """np.uint8(np.clip(v, 0, 1) * 255) of a float32 value (corruptions._finalise)."""
+    return np.uint8(np.int32(min(max(v, np.float32(0)), np.float32(1)) * np.float32(255)))
 
 
 @numba.njit(**_JIT)
@@ -284,9 +291,7 @@ def snow_compose(x, layer, k, dy, dx, valid, blend, out):
                 for b in range(ch):
                     v = image[b, y, c]
                     bright = _fma(v, blend32, max(v, grey) * keep)
-                    bright = bright + snow
-                    bright = min(max(bright, np.float32(0)), np.float32(1)) * np.float32(255)
-                    out[i, b, y, c] = np.uint8(np.int32(bright))
+                    out[i, b, y, c] = _quantise(bright + snow)
     return out
 
 
@@ -300,12 +305,6 @@ def _lerp(a, b, t):
     b + (t - 1) (b - a), each one FMA (written with selects: no branch)."""
     small = abs(t) < np.float32(0.5)
     return _fma(t if small else t - np.float32(1), b - a, a if small else b)
-
-
-@numba.njit(**_JIT)
-def _quantise(v):
-    """np.uint8(np.clip(v, 0, 1) * 255) of a float32 value (corruptions._finalise)."""
-    return np.uint8(np.int32(min(max(v, np.float32(0)), np.float32(1)) * np.float32(255)))
 
 
 @numba.njit(**_JIT)
@@ -368,6 +367,12 @@ def elastic_fields(words, m, alpha, col_index, col_weight, row_index, row_weight
 
 
 @numba.njit(**_JIT)
+def _mirror(s, n):
+    """Index into [0, n) of position s in scipy's 'reflect' extension (edge repeated), |s| < 2n."""
+    return -s - 1 if s < 0 else (2 * n - 1 - s if s >= n else s)
+
+
+@numba.njit(**_JIT)
 def elastic_apply(x, dx, dy, out):
     """Bilinear resampling of images x float32 [N, C, H, W] at (y + dy, x + dx) (displacements
     float32 [N, H, W], smoothed and scaled) with scipy's 'reflect' (half-sample symmetric)
@@ -383,14 +388,12 @@ def elastic_apply(x, dx, dy, out):
             largest = max(largest, abs(np.floor(fx[p])), abs(np.floor(fy[p])))
     pad = min(np.int64(largest) + 2, h - 1, w - 1)
     hp, wp = h + 2 * pad, w + 2 * pad
-    row_of = np.empty(hp, np.int64)  # padded row -> offset of the image row (mirror, edge repeated)
+    row_of = np.empty(hp, np.int64)  # padded row -> offset of the image row
     col_of = np.empty(wp, np.int64)
     for j in range(hp):
-        s = j - pad
-        row_of[j] = w * (-s - 1 if s < 0 else (2 * h - 1 - s if s >= h else s))
+        row_of[j] = w * _mirror(j - pad, h)
     for j in range(wp):
-        s = j - pad
-        col_of[j] = -s - 1 if s < 0 else (2 * w - 1 - s if s >= w else s)
+        col_of[j] = _mirror(j - pad, w)
     top_left = np.empty(hw, np.int64)
     top_right = np.empty(hw, np.int64)
     bottom_left = np.empty(hw, np.int64)
@@ -521,12 +524,10 @@ def fog_apply(x, draws, mapsize, wibbledecay, c0, out):
         for r in range(m):
             for c in range(m):
                 low = min(low, a[r, c])
+        high = 0.0
         for r in range(m):
             for c in range(m):
                 a[r, c] = a[r, c] - low
-        high = a[0, 0]
-        for r in range(m):
-            for c in range(m):
                 high = max(high, a[r, c])
         largest = x[i, 0, 0, 0]
         for b in range(ch):
