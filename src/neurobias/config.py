@@ -1,4 +1,4 @@
-"""Configuration: validation against ``workflow/schemas/config.schema.yaml`` plus the cross-field
+"""Configuration: validation against the packaged ``neurobias/schemas/config.schema.yaml`` plus the cross-field
 checks a schema cannot express, runtime device choice, and the per-study slices jobs receive.
 
 :func:`validate_config` is called by the Snakefile before any job runs; every error names the
@@ -16,7 +16,9 @@ import yaml
 
 from .layer_names import ARCHITECTURE_OPTIONS, ARCHITECTURE_TAPS, taps_for, vone_enabled
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# package data (pyproject), so an installed neurobias validates configs without the repository;
+# workflow/schemas/config.schema.yaml links here, where snakemake-workflows users look for it
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 LI_TARGETS = ("model", "data", "shuffle", "vgg")
 RSM_TARGETS = ("rsm_v1", "rsm_v1_shuffle", "rsm_gaussian_v1", "rsm_gaussian_other")
 MTL_TARGETS = ("responses_model", "responses_shuffle", "responses_oracle")
