@@ -224,39 +224,39 @@ def replay(name: str, severity: int, image: np.ndarray, seed: int) -> np.ndarray
     x8 = torch.from_numpy(image[None].copy())
     x = x8.float() / 255
     if name == "motion_blur":
-        y = C._motion_blur_image(x8, severity, np.array([np.random.uniform(-45, 45)]))
+        y = C.blur._motion_blur_image(x8, severity, np.array([np.random.uniform(-45, 45)]))
     elif name == "frost":
         idx = np.random.randint(5)
-        texture = C._frost_textures(h, w, torch.device("cpu"))[idx]
+        texture = C.weather._frost_textures(h, w, torch.device("cpu"))[idx]
         row0 = np.random.randint(0, texture.shape[1] - h)
         col0 = np.random.randint(0, texture.shape[2] - w)
-        y = C._frost_apply(x8, severity, np.array([idx]), np.array([row0]), np.array([col0]))
+        y = C.weather._frost_apply(x8, severity, np.array([idx]), np.array([row0]), np.array([col0]))
     elif name == "glass_blur":
         _, delta, iterations = C.GLASS_BLUR[severity - 1]
         offsets = np.random.randint(-delta, delta, size=(iterations, (h - 2 * delta) * (w - 2 * delta), 2))
-        y = C._glass_apply(x8, severity, C.glass_source_map(h, w, delta, offsets[None]))
+        y = C.blur._glass_apply(x8, severity, C.glass_source_map(h, w, delta, offsets[None]))
     elif name == "snow":
         c = C.SNOW[severity - 1]
         field = np.random.normal(size=(h, w), loc=c[0], scale=c[1])
         angle = np.random.uniform(-135, -45)
-        y = C._snow_apply(x, severity, torch.from_numpy(field[None]), np.array([angle]))
+        y = C.weather._snow_apply(x, severity, torch.from_numpy(field[None]), np.array([angle]))
     elif name == "fog":
         def uniform(shape, low, high):
             return torch.from_numpy(np.random.uniform(low, high, shape[1:])[None])
 
-        plasma = C.plasma_fractal(1, C._next_power_of_2(max(h, w, 3)), C.FOG[severity - 1][1], uniform)
-        y = C._fog_apply(x, severity, plasma)
+        plasma = C.plasma_fractal(1, C.weather._next_power_of_2(max(h, w, 3)), C.FOG[severity - 1][1], uniform)
+        y = C.weather._fog_apply(x, severity, plasma)
     elif name == "elastic_transform":
         m = h * 0.005
         ux = np.random.uniform(-m, m, size=(h, w))
         uy = np.random.uniform(-m, m, size=(h, w))
-        y = C._elastic_apply(x, severity, torch.from_numpy(ux[None]), torch.from_numpy(uy[None]))
+        y = C.digital._elastic_apply(x, severity, torch.from_numpy(ux[None]), torch.from_numpy(uy[None]))
     elif name == "gaussian_noise":
         noise = np.random.normal(size=(h, w, 3), scale=1.0)  # the reference's draw, scale applied after
-        y = C._gaussian_noise_apply(x, severity, torch.from_numpy(noise.transpose(2, 0, 1)[None].copy()).float())
+        y = C.noise._gaussian_noise_apply(x, severity, torch.from_numpy(noise.transpose(2, 0, 1)[None].copy()).float())
     else:
         raise ValueError(name)
-    return C._finalise(y)[0].numpy()
+    return C._common._finalise(y)[0].numpy()
 
 
 @pytest.mark.parametrize("severity", SEVERITIES)
@@ -354,7 +354,7 @@ def test_shot_noise_alias_tables_give_the_poisson_probabilities():
     from scipy.stats import poisson
 
     for c in C.SHOT_NOISE:
-        prob, outcome = (t.numpy().astype(np.float64) for t in C._shot_alias_cpu(c))
+        prob, outcome = (t.numpy().astype(np.float64) for t in C.noise._shot_alias_cpu(c))
         m = c + 1
         prob, outcome = prob.reshape(256, m), outcome.reshape(256, m, 2)  # [..., 0] alias, [..., 1] own
         for k in range(0, 256, 5):
@@ -422,11 +422,11 @@ def test_frost_textures_are_the_pinned_files(monkeypatch):
     for name in C.FROST_FILES:  # byte for byte the reference's files
         theirs = Path(imagecorruptions.__file__).parent / "frost" / name
         assert theirs.read_bytes() == (C.FROST_DIR / name).read_bytes()
-    C._frost_image.cache_clear()
+    C.weather._frost_image.cache_clear()
     monkeypatch.setitem(C.FROST_FILES, "frost2.png", "0" * 64)
     with pytest.raises(RuntimeError, match="sha256"):
-        C._frost_image("frost2.png")
-    C._frost_image.cache_clear()
+        C.weather._frost_image("frost2.png")
+    C.weather._frost_image.cache_clear()
 
 
 # ----------------------------------------------------------------------------------------------
