@@ -27,7 +27,8 @@ from neurobias.figures.federer import (
     draw_metric_over_epochs,
     draw_teacher_bars,
 )
-from neurobias.jobs import federer_figure, federer_roles, learning_curve_statistics, tidy_arm
+from neurobias.jobs import figure_federer, stats_learning_curves, tidy_arm
+from neurobias.rule_params import federer_roles, learning_curve_arms
 from neurobias.neural.rsm import feature_rsm, gaussian_responses, response_rsm, teacher_rsm
 from neurobias.neural.similarity import off_diagonal
 from neurobias.regularisers import RSMRegulariser, build_regulariser
@@ -666,7 +667,10 @@ def fig_inputs(tmp_path_factory):
             history(**kw, seed=seed).to_csv(p, index=False)
             paths[(arm, seed)] = p
     out = d / "stats"
-    learning_curve_statistics(paths, "fed", study, out / "tidy.csv", out / "summary.csv", out / "tests.csv")
+    runs = list(paths)
+    stats_learning_curves(histories=[paths[r] for r in runs], tidy=out / "tidy.csv", summary=out / "summary.csv",
+                          tests=out / "tests.csv", study="fed", runs=runs, arms_cfg=learning_curve_arms(study),
+                          baseline=study["baseline_arm"], metrics=study["evaluations"]["learning_curves"].get("metrics"))
     return study, out / "summary.csv", out / "tests.csv"
 
 
@@ -705,7 +709,9 @@ def test_federer_figures_render(fig_inputs, tmp_path):
     study, summary_path, tests_path = fig_inputs
     for fig in ("federer_fig6", "federer_fig7"):
         pdf, png = tmp_path / f"{fig}.pdf", tmp_path / f"{fig}.png"
-        federer_figure(fig, summary_path, tests_path, "fed", study, pdf, png)
+        figure_federer(summary=summary_path, tests=tests_path, pdf=pdf, png=png, figure=fig, study="fed",
+                       roles=federer_roles(study), architecture=study["model"]["architecture"],
+                       n_seeds=len(study["seeds"]), note=study["figure_note"])
         assert pdf.read_bytes()[:4] == b"%PDF"
         img = mpimg.imread(png)
         assert img.ndim == 3 and img.shape[1] > img.shape[0] > 200 and float(np.std(img)) > 0

@@ -162,7 +162,8 @@ def test_cifar100_through_the_make_dataset_job(tmp_path, cifar100, monkeypatch):
     from neurobias.sources import SOURCES
     archive, coarse_of_fine, fine_names, coarse_names = cifar100
     monkeypatch.setitem(SOURCES["cifar100"], "md5", hashlib.md5(archive.read_bytes()).hexdigest())
-    jobs.make_dataset("c100", {"source": "cifar100", "grey": True, "n_val": 50, "seed": 0}, tmp_path, archive)
+    jobs.make_dataset(train=tmp_path / "train.pt", val=tmp_path / "val.pt", test=tmp_path / "test.pt", name="c100",
+                      dataset_cfg={"source": "cifar100", "grey": True, "n_val": 50, "seed": 0}, archive=archive)
     images, labels, classes = load_split(tmp_path / "train.pt")
     assert images.shape == (150, 1, 32, 32) and classes == fine_names
     import torch

@@ -19,6 +19,7 @@ from conftest import ROOT, assert_nothing_to_do, dry_run_counts, snakemake
 from neurobias.config import validate_config
 from neurobias.data import load_split
 from neurobias.jobs import safarani_arms_table
+from neurobias.rule_params import corruption_arms
 from neurobias.neural.recording import Recording
 from neurobias.neural.v1_model import load_v1_model, predict_responses
 from neurobias.robustness.corruptions import CATEGORIES
@@ -124,7 +125,7 @@ def test_robustness_scores_intervals_and_regression(saf_run, study):
     row = reg[(reg["pool"] == "mtl_monkey") & (reg["term"] == "neural_prediction_r")].iloc[0]
     assert row["coef"] == pytest.approx(fit.params["neural_prediction_r"], rel=1e-6, abs=1e-9)
     assert row["p"] == pytest.approx(fit.pvalues["neural_prediction_r"], rel=1e-6, abs=1e-9)
-    table = safarani_arms_table(study).set_index("arm")
+    table = safarani_arms_table(corruption_arms(study)).set_index("arm")
     assert table.loc["mtl_monkey_ratio0.5", "base_arm"] == "mtl_monkey"
     assert table.loc["mtl_monkey_ratio0.5", "batch_ratio"] == 0.5 and np.isnan(table.loc["oracle", "batch_ratio"])
 

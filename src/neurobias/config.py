@@ -7,6 +7,7 @@ field (``studies.demo.arms.shuffle.alpha``) and what was expected.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -92,6 +93,81 @@ def expand_sweeps(study: dict, where: str) -> None:
                               "sweep_of": base}
 
 
+def _resolve(schema, root: dict):
+    """A subschema with its local ``$ref`` ("#/$defs/...") replaced by the target, siblings kept."""
+    while isinstance(schema, dict) and "$ref" in schema:
+        target = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _is_valid(instance, schema: dict, root: dict) -> bool:
+    return jsonschema.Draft202012Validator({**schema, "$defs": root.get("$defs", {})}).is_valid(instance)
+
+
+def fill_defaults(instance, schema: dict, root: dict | None = None) -> None:
+    """Fill in, in place, every ``default`` the schema declares for a key the config leaves out.
+
+    The schema is the one source of defaults: jobs read ``cfg[key]``, never ``cfg.get(key, value)``.
+    Walks properties, additionalProperties and items, the branch of a oneOf/anyOf that the value
+    matches, allOf, and if/then/else (per-regulariser defaults of an arm, say). A default object is
+    filled in turn, so an absent section gets its nested defaults. Call it on a validated config."""
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    if not isinstance(schema, dict):
+        return
+    if isinstance(instance, dict):
+        properties = schema.get("properties", {})
+        for key, sub in properties.items():
+            sub = _resolve(sub, root)
+            if key not in instance and isinstance(sub, dict) and "default" in sub:
+                instance[key] = copy.deepcopy(sub["default"])
+            if key in instance:
+                fill_defaults(instance[key], sub, root)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, value in instance.items():
+                if key not in properties:
+                    fill_defaults(value, extra, root)
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for item in instance:
+            fill_defaults(item, schema["items"], root)
+    for sub in schema.get("allOf", []):
+        fill_defaults(instance, sub, root)
+    for key in ("oneOf", "anyOf"):
+        match = next((sub for sub in schema.get(key, []) if _is_valid(instance, _resolve(sub, root), root)), None)
+        if match is not None:
+            fill_defaults(instance, match, root)
+    if "if" in schema:
+        branch = schema.get("then" if _is_valid(instance, _resolve(schema["if"], root), root) else "else")
+        if branch is not None:
+            fill_defaults(instance, branch, root)
+
+
+# Mappings whose order means something (the order of figures' arms, of studies in `rule all`).
+ORDERED_MAPPINGS = frozenset({"studies", "datasets", "recordings", "arms"})
+
+
+def _canonical(value, ordered: bool = False):
+    if isinstance(value, dict):
+        keys = list(value) if ordered else sorted(value)
+        return {k: _canonical(value[k], k in ORDERED_MAPPINGS) for k in keys}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def canonical_order(config: dict) -> None:
+    """Sort the keys of every mapping but :data:`ORDERED_MAPPINGS`, in place: the config slices
+    the rules pass as params then compare equal however a YAML file orders its keys, so moving a
+    line reruns nothing."""
+    ordered = _canonical(config)
+    config.clear()
+    config.update(ordered)
+
+
 def validate_config(config: dict, schema: dict | None = None) -> dict:
     """Raise :class:`ConfigError` on the first problem; fill schema defaults; return the config."""
     schema = schema or load_schema()
@@ -103,15 +179,15 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         while e.context:
             e = jsonschema.exceptions.best_match(e.context)
         raise ConfigError(f"config field '{_field(e.absolute_path)}': {e.message}")
-    config.setdefault("device", "auto")
-    config.setdefault("progress", True)
+    fill_defaults(config, schema)
+    canonical_order(config)
     for name, study in config["studies"].items():
         where = f"studies.{name}"
         for key, table in (("dataset", "datasets"), ("recording", "recordings")):
             if study[key] not in config[table]:
                 raise ConfigError(f"config field '{where}.{key}': {study[key]!r} is not one of the "
                                   f"configured {table}: {sorted(config[table])}")
-        baseline = study.setdefault("baseline_arm", "none")
+        baseline = study["baseline_arm"]
         if baseline not in study["arms"]:
             raise ConfigError(f"config field '{where}.baseline_arm': {baseline!r} is not one of the arms "
                               f"{sorted(study['arms'])}")

@@ -4,35 +4,37 @@
 # table of all models with the correlations, and the figures.
 
 
-def bl_params():
-    return config.get("brain_likeness", {})
-
-
 def bl_studies():
-    return bl_params().get("studies") or STUDIES  # studies_to_run limits it too
+    return config["brain_likeness"].get("studies") or STUDIES  # studies_to_run limits it too
 
 
 def bl_recordings(study):
     """The study's own recording first, then the extra ones the config names."""
-    names = [study_cfg(study)["recording"]] + list(bl_params().get("recordings", []))
+    names = [study_cfg(study)["recording"]] + list(config["brain_likeness"].get("recordings", []))
     return list(dict.fromkeys(names))
+
+
+def bl_layers(study):
+    """Candidate layers of the study's architecture (``brain_likeness.layers``, else the defaults)."""
+    architecture = study_cfg(study)["model"]["architecture"]
+    return config["brain_likeness"].get("layers", {}).get(architecture) or list(DEFAULT_EV_LAYERS[architecture])
 
 
 rule brain_likeness:
     input:
-        models=lambda wc: expand(
-            "results/train/{study}/{arm}/seed{seed}/model.pt",
-            study=wc.study,
-            arm=wc.arm,
-            seed=study_cfg(wc.study)["seeds"],
-        ),
-        test=lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/test.pt",
+        models=seed_paths("results/train/{study}/{arm}/seed{seed}/model.pt"),
+        test_split=dataset_split("test"),
         recordings=lambda wc: [f"results/neural/{r}/recording.npz" for r in bl_recordings(wc.study)],
     output:
-        "results/brain_likeness/{study}/{arm}.csv",
+        table="results/brain_likeness/{study}/{arm}.csv",
     params:
-        cfg=lambda wc: bl_params(),
-        recordings=lambda wc: bl_recordings(wc.study),
+        study="{study}",
+        arm="{arm}",
+        seeds=lambda wc: study_cfg(wc.study)["seeds"],
+        recording_names=lambda wc: bl_recordings(wc.study),
+        layers=lambda wc: bl_layers(wc.study),
+        brain_likeness_cfg=lambda wc: rule_params.brain_likeness_settings(config),
+        device=DEVICE,
     log:
         "logs/brain_likeness/{study}/{arm}.log",
     threads: job_threads("gpu_jobs", 1)
@@ -41,13 +43,13 @@ rule brain_likeness:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/brain_likeness.py"
+        JOB_SCRIPT
 
 
 rule brain_likeness_analysis:
     input:
-        brain=[f"results/brain_likeness/{s}/{a}.csv" for s in bl_studies() for a in study_cfg(s)["arms"]],
-        noise=[
+        brain=lambda wc: [f"results/brain_likeness/{s}/{a}.csv" for s in bl_studies() for a in study_cfg(s)["arms"]],
+        noise=lambda wc: [
             table
             for s in bl_studies()
             if "gaussian_noise" in study_cfg(s)["evaluations"]
@@ -60,6 +62,8 @@ rule brain_likeness_analysis:
             caption="../../report/brain_likeness_correlations.rst",
             category="brain-likeness vs robustness",
         ),
+    params:
+        architectures=lambda wc: {s: study_cfg(s)["model"]["architecture"] for s in bl_studies()},
     log:
         "logs/brain_likeness/analysis.log",
     threads: job_threads("cpu_jobs", 1)
@@ -68,7 +72,7 @@ rule brain_likeness_analysis:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/brain_likeness_analysis.py"
+        JOB_SCRIPT
 
 
 rule figure_dapello:
@@ -82,6 +86,10 @@ rule figure_dapello:
             caption="../../report/dapello_fig1.rst",
             category="brain-likeness vs robustness",
         ),
+    params:
+        # the first analysed study's own recording (every study's own one is scored)
+        recording=lambda wc: study_cfg(bl_studies()[0])["recording"],
+        notes=lambda wc: [study_cfg(s)["figure_note"] for s in bl_studies()],
     log:
         "logs/figures/brain_likeness/dapello_fig1.log",
     threads: job_threads("cpu_jobs", 1)
@@ -90,13 +98,13 @@ rule figure_dapello:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/figure_dapello.py"
+        JOB_SCRIPT
 
 
 rule figure_geirhos:
     input:
-        csvs=lambda wc: [f"results/brain_likeness/{wc.study}/{a}.csv" for a in study_cfg(wc.study)["arms"]],
-        test=lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/test.pt",  # number of classes
+        tables=lambda wc: [f"results/brain_likeness/{wc.study}/{a}.csv" for a in study_cfg(wc.study)["arms"]],
+        test_split=dataset_split("test"),  # number of classes
     output:
         pdf="figures/{study}/geirhos_fig3.pdf",
         png=report(
@@ -105,6 +113,10 @@ rule figure_geirhos:
             category="{study}",
             subcategory="Figures",
         ),
+    params:
+        study="{study}",
+        n_seeds=n_seeds,
+        note=figure_note,
     log:
         "logs/figures/{study}/geirhos_fig3.log",
     threads: job_threads("cpu_jobs", 1)
@@ -113,4 +125,4 @@ rule figure_geirhos:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/figure_geirhos.py"
+        JOB_SCRIPT

@@ -1,20 +1,27 @@
-# Config validation (before any job) and the input functions the other rule files share.
+# Config validation (before any job) and the input functions and config slices the rules share.
+#
+# Every value a job uses reaches it through its rule's input, output or params (a slice of the
+# config per rule, never the whole config), so Snakemake's params trigger reruns exactly the jobs
+# a config change affects. Every rule runs ../scripts/run.py, which calls the package function
+# named after the rule (neurobias.jobs.JOBS) with the rule's named input, output and params.
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, also without `pip install -e`
 
-from neurobias.config import ConfigError, example_arms, oracle_readout, similarity_targets, validate_config
+from neurobias import rule_params
+from neurobias.config import ConfigError, arm_model, example_arms, oracle_readout, similarity_targets, validate_config
+from neurobias.layer_names import DEFAULT_EV_LAYERS
 from neurobias.sources import VGG19_FILE, download_filename, image_size_of
 
 try:
-    validate_config(config)
+    validate_config(config)  # also fills in every default the schema declares
 except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
 
 STUDIES = config.get("studies_to_run") or list(config["studies"])
 DEVICE = config["device"]
-PROGRESS = config["progress"]
+JOB_SCRIPT = "../scripts/run.py"
 
 
 def study_cfg(study):
@@ -23,17 +30,13 @@ def study_cfg(study):
 
 def job_resources(kind):
     """Cluster resources for 'gpu_jobs' or 'cpu_jobs' from the config (used by --profile slurm)."""
-    res = dict(config.get("resources", {}).get(kind, {}))
+    res = dict(config["resources"].get(kind, {}))
     res.pop("threads", None)
     return res
 
 
 def job_threads(kind, default):
-    return config.get("resources", {}).get(kind, {}).get("threads", default)
-
-
-def vgg_weights_kind(study):
-    return study_cfg(study).get("similarity", {}).get("vgg_weights", "imagenet")
+    return config["resources"].get(kind, {}).get("threads", default)
 
 
 def archive_of(entry):
@@ -51,6 +54,29 @@ def download_entry(filename):
     raise WorkflowError(f"no configured dataset or recording downloads {filename!r}")
 
 
+def dataset_split(split):
+    """Input function: a split of the study's dataset."""
+    return lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/{split}.pt"
+
+
+def recording_of(wc):
+    return f"results/neural/{study_cfg(wc.study)['recording']}/recording.npz"
+
+
+def seed_paths(pattern, **fixed):
+    """Input function: ``pattern`` for every seed of the study (``arm`` from the wildcards)."""
+    return lambda wc: expand(pattern, study=wc.study, arm=fixed.get("arm", getattr(wc, "arm", None)),
+                             seed=study_cfg(wc.study)["seeds"])
+
+
+def n_seeds(wc):
+    return len(study_cfg(wc.study)["seeds"])
+
+
+def figure_note(wc):
+    return study_cfg(wc.study)["figure_note"]
+
+
 # Evaluations written as one table per arm (all seeds; cheap per model, so one job per arm saves
 # the per-job start-up); the others (adversarial attacks: minutes per model) one per seed.
 PER_ARM_EVALUATIONS = ("gaussian_noise",)
@@ -62,6 +88,9 @@ def evaluation_tables(study, evaluation):
     if evaluation in PER_ARM_EVALUATIONS:
         return [f"results/eval/{study}/{evaluation}/{arm}.csv" for arm in arms]
     return [f"results/eval/{study}/{evaluation}/{arm}/seed{seed}.csv" for arm in arms for seed in seeds]
+
+
+SAFARANI_FIGURES = ("safarani_fig2", "safarani_fig3a", "safarani_fig3b", "safarani_fig3c")
 
 
 def all_targets():
@@ -87,20 +116,6 @@ def all_targets():
             for study in config["brain_likeness"].get("studies") or STUDIES:
                 targets += [f"figures/{study}/geirhos_fig3.pdf", f"figures/{study}/geirhos_fig3.png"]
     return targets
-
-
-SAFARANI_FIGURES = ("safarani_fig2", "safarani_fig3a", "safarani_fig3b", "safarani_fig3c")
-
-
-def target_path(study, arm):
-    a = study_cfg(study)["arms"][arm]
-    return f"results/similarity/{study}/{a['target']}.npy" if "target" in a else []
-
-
-def safarani_example_arms(study):
-    """(baseline arm, MTL arm) of Safarani's Fig. 2 (see neurobias.config.example_arms)."""
-    return example_arms(study_cfg(study))
-
 
 
 wildcard_constraints:

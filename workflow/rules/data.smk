@@ -9,7 +9,8 @@ rule make_dataset:
         val="results/data/{dataset}/val.pt",
         test="results/data/{dataset}/test.pt",
     params:
-        cfg=lambda wc: config["datasets"][wc.dataset],
+        name="{dataset}",
+        dataset_cfg=lambda wc: config["datasets"][wc.dataset],
     log:
         "logs/make_dataset/{dataset}.log",
     threads: job_threads("cpu_jobs", 1)
@@ -18,4 +19,4 @@ rule make_dataset:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/make_dataset.py"
+        JOB_SCRIPT

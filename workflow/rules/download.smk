@@ -5,25 +5,26 @@
 
 rule download:
     output:
-        "results/downloads/{filename}",
+        archive="results/downloads/{filename}",
     params:
-        entry=lambda wc: download_entry(wc.filename),
+        config_key=lambda wc: download_entry(wc.filename)[0],
+        entry=lambda wc: download_entry(wc.filename)[1],
     log:
         "logs/download/{filename}.log",
     localrule: True
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/download.py"
+        JOB_SCRIPT
 
 
 rule download_vgg19_weights:
     output:
-        f"results/downloads/{VGG19_FILE}",
+        weights=f"results/downloads/{VGG19_FILE}",
     log:
         "logs/download/vgg19_weights.log",
     localrule: True
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/download_vgg19_weights.py"
+        JOB_SCRIPT

@@ -2,21 +2,29 @@
 # adversarial attacks (minutes per model on a GPU), per (study, evaluation, arm, seed).
 
 
+def evaluation_cfg(evaluation):
+    return lambda wc: study_cfg(wc.study)["evaluations"][evaluation]
+
+
+def study_seeds(wc):
+    return study_cfg(wc.study)["seeds"]
+
+
 # Li 2019 Fig. 4: one job per arm scores all its seeds on each noisy batch (drawn once per arm).
 rule evaluate_gaussian_noise:
     input:
-        models=lambda wc: expand(
-            "results/train/{study}/{arm}/seed{seed}/model.pt", study=wc.study, arm=wc.arm,
-            seed=study_cfg(wc.study)["seeds"],
-        ),
-        test=lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/test.pt",
+        models=seed_paths("results/train/{study}/{arm}/seed{seed}/model.pt"),
+        test_split=dataset_split("test"),
     output:
-        "results/eval/{study}/gaussian_noise/{arm}.csv",
+        table="results/eval/{study}/gaussian_noise/{arm}.csv",
     wildcard_constraints:
         arm="[^/]+",
     params:
-        cfg=lambda wc: study_cfg(wc.study)["evaluations"]["gaussian_noise"],
-        seeds=lambda wc: study_cfg(wc.study)["seeds"],
+        study="{study}",
+        arm="{arm}",
+        seeds=study_seeds,
+        noise_cfg=evaluation_cfg("gaussian_noise"),
+        device=DEVICE,
     log:
         "logs/eval/{study}/gaussian_noise/{arm}.log",
     threads: job_threads("gpu_jobs", 1)
@@ -25,17 +33,21 @@ rule evaluate_gaussian_noise:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/evaluate_gaussian_noise.py"
+        JOB_SCRIPT
 
 
 rule evaluate_adversarial:
     input:
         model="results/train/{study}/{arm}/seed{seed}/model.pt",
-        test=lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/test.pt",
+        test_split=dataset_split("test"),
     output:
-        "results/eval/{study}/adversarial/{arm}/seed{seed}.csv",
+        table="results/eval/{study}/adversarial/{arm}/seed{seed}.csv",
     params:
-        cfg=lambda wc: study_cfg(wc.study)["evaluations"]["adversarial"],
+        study="{study}",
+        arm="{arm}",
+        seed=lambda wc: int(wc.seed),
+        attack_cfg=evaluation_cfg("adversarial"),
+        device=DEVICE,
     log:
         "logs/eval/{study}/adversarial/{arm}/seed{seed}.log",
     threads: job_threads("gpu_jobs", 1)
@@ -44,7 +56,7 @@ rule evaluate_adversarial:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/evaluate_adversarial.py"
+        JOB_SCRIPT
 
 
 # Safarani 2021: accuracy under the ImageNet-C corruptions x severities (TIN-TC), generated on the
@@ -52,21 +64,18 @@ rule evaluate_adversarial:
 # batch (the corruptions are made once per arm); per-image correctness for the bootstrap.
 rule evaluate_corruptions:
     input:
-        models=lambda wc: expand(
-            "results/train/{study}/{arm}/seed{seed}/model.pt", study=wc.study, arm=wc.arm,
-            seed=study_cfg(wc.study)["seeds"],
-        ),
-        histories=lambda wc: expand(
-            "results/train/{study}/{arm}/seed{seed}/history.csv", study=wc.study, arm=wc.arm,
-            seed=study_cfg(wc.study)["seeds"],
-        ),
-        test=lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/test.pt",
+        models=seed_paths("results/train/{study}/{arm}/seed{seed}/model.pt"),
+        histories=seed_paths("results/train/{study}/{arm}/seed{seed}/history.csv"),
+        test_split=dataset_split("test"),
     output:
-        csv="results/eval/{study}/corruptions/{arm}.csv",
+        table="results/eval/{study}/corruptions/{arm}.csv",
         correct="results/eval/{study}/corruptions/{arm}_correct.npz",
     params:
-        cfg=lambda wc: study_cfg(wc.study)["evaluations"]["corruptions"],
-        seeds=lambda wc: study_cfg(wc.study)["seeds"],
+        study="{study}",
+        arm="{arm}",
+        seeds=study_seeds,
+        corruptions_cfg=lambda wc: rule_params.corruption_evaluation(study_cfg(wc.study)),
+        device=DEVICE,
     log:
         "logs/eval/{study}/corruptions/{arm}.log",
     threads: job_threads("gpu_jobs", 1)
@@ -75,4 +84,4 @@ rule evaluate_corruptions:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/evaluate_corruptions.py"
+        JOB_SCRIPT

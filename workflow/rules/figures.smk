@@ -5,7 +5,7 @@ rule figure_noise_robustness:
     input:
         summary="results/stats/{study}/gaussian_noise_summary.csv",
         tests="results/stats/{study}/gaussian_noise_tests.csv",
-        test_split=lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/test.pt",  # for chance level
+        test_split=dataset_split("test"),  # for chance level
     output:
         pdf="figures/{study}/noise_robustness.pdf",
         png=report(
@@ -14,6 +14,11 @@ rule figure_noise_robustness:
             category="{study}",
             subcategory="Figures",
         ),
+    params:
+        study="{study}",
+        baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
+        n_seeds=n_seeds,
+        note=figure_note,
     log:
         "logs/figures/{study}/noise_robustness.log",
     threads: job_threads("cpu_jobs", 1)
@@ -22,17 +27,12 @@ rule figure_noise_robustness:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/figure_noise_robustness.py"
+        JOB_SCRIPT
 
 
 rule figure_adversarial:
     input:
-        csvs=lambda wc: expand(
-            "results/eval/{study}/adversarial/{arm}/seed{seed}.csv",
-            study=wc.study,
-            arm=study_cfg(wc.study)["arms"],
-            seed=study_cfg(wc.study)["seeds"],
-        ),
+        tables=lambda wc: evaluation_tables(wc.study, "adversarial"),
         tests="results/stats/{study}/adversarial_tests.csv",
     output:
         pdf="figures/{study}/adversarial.pdf",
@@ -42,6 +42,11 @@ rule figure_adversarial:
             category="{study}",
             subcategory="Figures",
         ),
+    params:
+        study="{study}",
+        baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
+        n_seeds=n_seeds,
+        note=figure_note,
     log:
         "logs/figures/{study}/adversarial.log",
     threads: job_threads("cpu_jobs", 1)
@@ -50,7 +55,7 @@ rule figure_adversarial:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/figure_adversarial.py"
+        JOB_SCRIPT
 
 
 rule figure_federer:
@@ -67,6 +72,13 @@ rule figure_federer:
         ),
     wildcard_constraints:
         figure="federer_fig6|federer_fig7",
+    params:
+        figure="{figure}",
+        study="{study}",
+        roles=lambda wc: rule_params.federer_roles(study_cfg(wc.study)),
+        architecture=lambda wc: study_cfg(wc.study)["model"]["architecture"],
+        n_seeds=n_seeds,
+        note=figure_note,
     log:
         "logs/figures/{study}/{figure}.log",
     threads: job_threads("cpu_jobs", 1)
@@ -75,7 +87,7 @@ rule figure_federer:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/figure_federer.py"
+        JOB_SCRIPT
 
 
 # Safarani 2021 Fig. 3: robustness per category (A), overall (B), robustness vs neural prediction
@@ -96,6 +108,14 @@ rule figure_safarani_fig3:
         ),
     wildcard_constraints:
         panel="a|b|c",
+    params:
+        panel="{panel}",
+        study="{study}",
+        arms=lambda wc: rule_params.hand_written_arms(study_cfg(wc.study)),
+        baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
+        n_seeds=n_seeds,
+        repetitions=lambda wc: study_cfg(wc.study)["evaluations"]["corruptions"]["bootstrap"]["repetitions"],
+        note=figure_note,
     log:
         "logs/figures/{study}/safarani_fig3{panel}.log",
     threads: job_threads("cpu_jobs", 1)
@@ -104,19 +124,19 @@ rule figure_safarani_fig3:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/figure_safarani_fig3.py"
+        JOB_SCRIPT
 
 
 # Safarani 2021 Fig. 2: one test image under the corruptions where the MTL arm gains most, a median
 # amount and least, with the baseline's and the MTL arm's predictions (first seed of each).
 rule figure_safarani_fig2:
     input:
-        scores="results/stats/{study}/corruption_accuracy.csv",
+        accuracy="results/stats/{study}/corruption_accuracy.csv",
         models=lambda wc: [
             f"results/train/{wc.study}/{arm}/seed{study_cfg(wc.study)['seeds'][0]}/model.pt"
-            for arm in dict.fromkeys(safarani_example_arms(wc.study))
+            for arm in dict.fromkeys(example_arms(study_cfg(wc.study)))
         ],
-        test=lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/test.pt",
+        test_split=dataset_split("test"),
     output:
         pdf="figures/{study}/safarani_fig2.pdf",
         png=report(
@@ -125,6 +145,13 @@ rule figure_safarani_fig2:
             category="{study}",
             subcategory="Figures",
         ),
+    params:
+        study="{study}",
+        arms=lambda wc: list(example_arms(study_cfg(wc.study))),
+        seed=lambda wc: study_cfg(wc.study)["seeds"][0],
+        corruptions_cfg=lambda wc: rule_params.corruption_example(study_cfg(wc.study)),
+        note=figure_note,
+        device=DEVICE,
     log:
         "logs/figures/{study}/safarani_fig2.log",
     threads: job_threads("cpu_jobs", 1)
@@ -133,4 +160,4 @@ rule figure_safarani_fig2:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/figure_safarani_fig2.py"
+        JOB_SCRIPT

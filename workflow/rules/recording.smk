@@ -6,9 +6,11 @@ rule make_recording:
     input:
         archive=lambda wc: archive_of(config["recordings"][wc.recording]),
     output:
-        "results/neural/{recording}/recording.npz",
+        recording="results/neural/{recording}/recording.npz",
     params:
-        cfg=lambda wc: config["recordings"][wc.recording],
+        name="{recording}",
+        # the V1 model's settings are fit_v1_model's: changing them keeps the recording
+        recording_cfg=lambda wc: {k: v for k, v in config["recordings"][wc.recording].items() if k != "v1_model"},
     log:
         "logs/make_recording/{recording}.log",
     threads: job_threads("cpu_jobs", 1)
@@ -17,4 +19,4 @@ rule make_recording:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/make_recording.py"
+        JOB_SCRIPT

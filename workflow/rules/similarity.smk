@@ -3,14 +3,14 @@
 # (responses_model, responses_shuffle, responses_oracle), and diagnostics of what they can teach.
 
 
-def recording_of(wc):
-    return f"results/neural/{study_cfg(wc.study)['recording']}/recording.npz"
+def dataset_image_size(study):
+    return image_size_of(config["datasets"][study_cfg(study)["dataset"]])
 
 
 rule similarity:
     input:
         recording=recording_of,
-        v1model=lambda wc: (
+        v1_model=lambda wc: (
             f"results/v1model/{study_cfg(wc.study)['recording']}/model.pt"
             if wc.kind in ("model", "responses_model")
             else []
@@ -22,18 +22,18 @@ rule similarity:
         }.get(wc.kind, []),
         vgg_weights=lambda wc: (
             f"results/downloads/{VGG19_FILE}"
-            if wc.kind == "vgg" and vgg_weights_kind(wc.study) == "imagenet"
+            if wc.kind == "vgg" and study_cfg(wc.study)["similarity"]["vgg_weights"] == "imagenet"
             else []
         ),
     output:
-        "results/similarity/{study}/{kind}.npy",
+        target="results/similarity/{study}/{kind}.npy",
     wildcard_constraints:
         kind="model|data|shuffle|vgg|rsm_v1|rsm_v1_shuffle|rsm_gaussian_v1|rsm_gaussian_other|responses_model|responses_shuffle",
     params:
-        shuffle_seed=lambda wc: study_cfg(wc.study).get("similarity", {}).get("shuffle_seed", 0),
-        image_size=lambda wc: image_size_of(config["datasets"][study_cfg(wc.study)["dataset"]]),
-        rsm_metric=lambda wc: study_cfg(wc.study).get("similarity", {}).get("rsm_metric", "cosine"),
-        gaussian_other=lambda wc: study_cfg(wc.study).get("similarity", {}).get("gaussian_other"),
+        kind="{kind}",
+        options=lambda wc: rule_params.similarity_options(study_cfg(wc.study), wc.kind, dataset_image_size(wc.study)),
+        # targets computed with torch follow the device; the others are the same everywhere
+        device=lambda wc: DEVICE if wc.kind in rule_params.DEVICE_TARGETS else "cpu",
     log:
         "logs/similarity/{study}/{kind}.log",
     threads: job_threads("cpu_jobs", 1)
@@ -42,7 +42,7 @@ rule similarity:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/similarity.py"
+        JOB_SCRIPT
 
 
 rule similarity_diagnostics:
@@ -57,7 +57,7 @@ rule similarity_diagnostics:
             ),
         ),
     output:
-        "results/similarity/{study}/diagnostics.json",
+        diagnostics="results/similarity/{study}/diagnostics.json",
     log:
         "logs/similarity/{study}/diagnostics.log",
     threads: job_threads("cpu_jobs", 1)
@@ -66,7 +66,7 @@ rule similarity_diagnostics:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/similarity_diagnostics.py"
+        JOB_SCRIPT
 
 
 # Safarani 2021's MTL-oracle targets: a readout fitted on one trained oracle network's frozen core.
@@ -79,12 +79,11 @@ rule oracle_targets:
         recording=recording_of,
         responses="results/similarity/{study}/responses_model.npy",
     output:
-        "results/similarity/{study}/responses_oracle.npy",
+        targets="results/similarity/{study}/responses_oracle.npy",
     params:
-        cfg=lambda wc: {
-            **oracle_readout(study_cfg(wc.study)),
-            "image_size": image_size_of(config["datasets"][study_cfg(wc.study)["dataset"]]),
-        },
+        readout_cfg=lambda wc: oracle_readout(study_cfg(wc.study)),
+        image_size=lambda wc: dataset_image_size(wc.study),
+        device=DEVICE,
     log:
         "logs/similarity/{study}/responses_oracle.log",
     threads: job_threads("gpu_jobs", 1)
@@ -93,4 +92,4 @@ rule oracle_targets:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/oracle_targets.py"
+        JOB_SCRIPT

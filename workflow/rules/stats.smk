@@ -4,7 +4,7 @@
 
 rule stats:
     input:
-        lambda wc: evaluation_tables(wc.study, wc.evaluation),
+        tables=lambda wc: evaluation_tables(wc.study, wc.evaluation),
     output:
         summary="results/stats/{study}/{evaluation}_summary.csv",
         tests=report(
@@ -17,7 +17,7 @@ rule stats:
         evaluation="(?!learning_curves)[a-z_]+",  # learning curves: rule stats_learning_curves
     params:
         baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
-        controls=lambda wc: study_cfg(wc.study).get("control_arms", []),
+        controls=lambda wc: study_cfg(wc.study)["control_arms"],
     log:
         "logs/stats/{study}/{evaluation}.log",
     threads: job_threads("cpu_jobs", 1)
@@ -26,19 +26,23 @@ rule stats:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/stats.py"
+        JOB_SCRIPT
+
+
+def study_runs(study):
+    """(arm, seed) of every model of a study, in the order of ``run_paths``."""
+    return [(arm, seed) for arm in study_cfg(study)["arms"] for seed in study_cfg(study)["seeds"]]
+
+
+def run_paths(pattern):
+    return lambda wc: [pattern.format(study=wc.study, arm=arm, seed=seed) for arm, seed in study_runs(wc.study)]
 
 
 # Federer 2020: per fraction of corrupted labels and per epoch, each arm vs r = 0 (the baseline arm
 # trained on the same labels), read straight from the training histories (no evaluation job).
 rule stats_learning_curves:
     input:
-        lambda wc: expand(
-            "results/train/{study}/{arm}/seed{seed}/history.csv",
-            study=wc.study,
-            arm=study_cfg(wc.study)["arms"],
-            seed=study_cfg(wc.study)["seeds"],
-        ),
+        histories=run_paths("results/train/{study}/{arm}/seed{seed}/history.csv"),
     output:
         tidy="results/stats/{study}/learning_curves.csv",
         summary="results/stats/{study}/learning_curves_summary.csv",
@@ -48,6 +52,12 @@ rule stats_learning_curves:
             category="{study}",
             subcategory="Statistics",
         ),
+    params:
+        study="{study}",
+        runs=lambda wc: study_runs(wc.study),
+        arms_cfg=lambda wc: rule_params.learning_curve_arms(study_cfg(wc.study)),
+        baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
+        metrics=lambda wc: study_cfg(wc.study)["evaluations"]["learning_curves"].get("metrics"),
     log:
         "logs/stats/{study}/learning_curves.log",
     threads: job_threads("cpu_jobs", 1)
@@ -56,19 +66,17 @@ rule stats_learning_curves:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/stats_learning_curves.py"
+        JOB_SCRIPT
 
 
 # Safarani 2021: robustness scores relative to the baseline (overall and per corruption category),
 # bootstrapped intervals, one row per model, and the 2-factor OLS over each batch-ratio pool.
 rule stats_corruptions:
     input:
-        csvs=lambda wc: expand(
-            "results/eval/{study}/corruptions/{arm}.csv", study=wc.study, arm=study_cfg(wc.study)["arms"]
-        ),
-        correct=lambda wc: expand(
-            "results/eval/{study}/corruptions/{arm}_correct.npz", study=wc.study, arm=study_cfg(wc.study)["arms"]
-        ),
+        tables=lambda wc: expand("results/eval/{study}/corruptions/{arm}.csv", study=wc.study,
+                                 arm=study_cfg(wc.study)["arms"]),
+        correct=lambda wc: expand("results/eval/{study}/corruptions/{arm}_correct.npz", study=wc.study,
+                                  arm=study_cfg(wc.study)["arms"]),
     output:
         accuracy="results/stats/{study}/corruption_accuracy.csv",
         scores=report(
@@ -85,6 +93,13 @@ rule stats_corruptions:
             category="{study}",
             subcategory="Statistics",
         ),
+    params:
+        study="{study}",
+        arms=lambda wc: list(study_cfg(wc.study)["arms"]),
+        arms_cfg=lambda wc: rule_params.corruption_arms(study_cfg(wc.study)),
+        baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
+        bootstrap_cfg=lambda wc: study_cfg(wc.study)["evaluations"]["corruptions"]["bootstrap"],
+        pools=lambda wc: rule_params.regression_pools(study_cfg(wc.study)),
     log:
         "logs/stats/{study}/corruptions.log",
     threads: job_threads("cpu_jobs", 1)
@@ -93,4 +108,4 @@ rule stats_corruptions:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/stats_corruptions.py"
+        JOB_SCRIPT

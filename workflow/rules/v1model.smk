@@ -3,12 +3,13 @@
 
 rule fit_v1_model:
     input:
-        "results/neural/{recording}/recording.npz",
+        recording="results/neural/{recording}/recording.npz",
     output:
         model="results/v1model/{recording}/model.pt",
         metrics="results/v1model/{recording}/metrics.json",
     params:
-        cfg=lambda wc: config["recordings"][wc.recording].get("v1_model", {}),
+        v1_model_cfg=lambda wc: config["recordings"][wc.recording]["v1_model"],
+        device=DEVICE,
     log:
         "logs/fit_v1_model/{recording}.log",
     threads: max(2, job_threads("gpu_jobs", 2))  # nothing else overlaps with this stage
@@ -17,4 +18,4 @@ rule fit_v1_model:
     conda:
         "../../envs/neurobias.yaml"
     script:
-        "../scripts/fit_v1_model.py"
+        JOB_SCRIPT

@@ -1,8 +1,0 @@
-import _src_path  # noqa: F401  (neurobias from src/ when not installed)
-from neurobias.jobs import evaluate_adversarial, job_environment
-
-wc = snakemake.wildcards
-with job_environment(snakemake.log[0], snakemake.threads):
-    evaluate_adversarial(wc.study, wc.arm, int(wc.seed), snakemake.params.cfg, snakemake.input.model,
-                         snakemake.input.test, snakemake.output[0], snakemake.config["device"],
-                         snakemake.config["progress"])
