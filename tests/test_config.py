@@ -101,3 +101,85 @@ def test_unknown_diagnostic_layer(demo):
     demo["studies"]["demo"]["model"]["diagnostic_layers"] = ["layer_1"]
     msg = error_of(demo)
     assert "studies.demo.model.diagnostic_layers" in msg and "layer_1" in msg
+
+
+# -- presets: one shared base, and only what differs from it --------------------------------------
+PRESETS = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
+
+
+def _leaves(tree, prefix=()):
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _leaves(value, (*prefix, key))
+    else:
+        yield prefix, tree
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if p.name != "base.yaml"], ids=lambda p: p.name)
+def test_presets_hold_only_what_differs_from_the_shared_base(preset):
+    raw = yaml.safe_load(preset.read_text())
+    assert raw.get("extends") == "studies/base.yaml"
+    base = yaml.safe_load((preset.parent / "base.yaml").read_text())
+    base_leaves = dict(_leaves(base))
+    repeated = [".".join(map(str, path)) for path, value in _leaves(raw)
+                if path in base_leaves and base_leaves[path] == value]
+    assert not repeated, f"{preset.name} repeats studies/base.yaml: {repeated}"
+    config = validate_config(yaml.safe_load(preset.read_text()))
+    assert "extends" not in config and "cadena2019" in config["recordings"]  # the base's recording arrives
+
+
+def test_extends_merges_mappings_and_names_a_missing_file(tmp_path):
+    from neurobias.config import resolve_extends
+    (tmp_path / "base.yaml").write_text("a: {b: 1, c: 2}\nd: [1, 2]\n")
+    config = {"extends": "base.yaml", "a": {"c": 3}, "d": [5]}
+    resolve_extends(config, tmp_path)
+    assert config == {"a": {"b": 1, "c": 3}, "d": [5]}
+    with pytest.raises(ConfigError, match="config field 'extends': no file .*missing.yaml"):
+        resolve_extends({"extends": "missing.yaml"}, tmp_path)
+
+
+def test_schema_defaults_are_filled_per_regulariser():
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "tests/configs/tiny.yaml").read_text())
+    study = config["studies"]["tiny"]
+    study["arms"]["rsm"] = {"regulariser": "rsm", "target": "rsm_v1", "r": 0.1, "layer": "layer1"}
+    study["arms"]["mtl"] = {"regulariser": "mtl", "target": "responses_model", "layer": "layer1"}
+    del study["arms"]["neural_data"]["stimulus_batch_size"]
+    arms = validate_config(config)["studies"]["tiny"]["arms"]
+    assert arms["neural_data"]["stimulus_batch_size"] == 32 and arms["neural_model"]["stimulus_batch_size"] == 8
+    assert (arms["rsm"]["stimulus_batch_size"], arms["rsm"]["cost"], arms["rsm"]["alternate"]) == (10, "l1", True)
+    assert (arms["mtl"]["stimulus_batch_size"], arms["mtl"]["batch_ratio"]) == (64, 1.0)
+    assert "cost" not in arms["mtl"] and "label_noise" not in arms["none"]  # absence that means something stays
+    training = config["studies"]["tiny"]["training"]
+    assert training["lr_schedule"] == {"kind": "constant"} and training["momentum"] == 0.9
+
+
+def test_schema_defaults_match_the_library_functions_they_feed():
+    """The schema is the one source of defaults; functions callable outside the workflow keep theirs,
+    and they must agree."""
+    import dataclasses
+    import inspect
+
+    from neurobias.config import load_schema
+    from neurobias.data.synthetic import make_synthetic_task
+    from neurobias.neural.simulated_v1 import V1PopulationParams
+    from neurobias.neural.v1_model import fit_v1_model
+    from neurobias.train import TrainingConfig
+    defs = load_schema()["$defs"]
+
+    def defaults(props):
+        return {k: v["default"] for k, v in props.items() if isinstance(v, dict) and "default" in v}
+
+    checks = [(defaults(defs["v1_model"]["properties"]), inspect.signature(fit_v1_model).parameters),
+              (defaults(defs["dataset"]["oneOf"][0]["properties"]), inspect.signature(make_synthetic_task).parameters)]
+    for schema_defaults, params in checks:
+        for key, value in schema_defaults.items():
+            if key in params and params[key].default is not inspect.Parameter.empty:
+                assert params[key].default == value, key
+    population = {f.name: f.default for f in dataclasses.fields(V1PopulationParams)}
+    for key, value in defaults(defs["population"]["properties"]).items():
+        assert population[key] == value, key
+    training = {f.name: f.default for f in dataclasses.fields(TrainingConfig)
+                if f.default is not dataclasses.MISSING}
+    for key, value in defaults(defs["study"]["properties"]["training"]["properties"]).items():
+        if key in training:
+            assert training[key] == value, key

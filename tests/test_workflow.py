@@ -19,7 +19,7 @@ import yaml
 from neurobias.data import load_split
 from neurobias.neural.recording import Recording
 
-from conftest import TINY, assert_nothing_to_do, snakemake
+from conftest import TINY, assert_nothing_to_do, dry_run_counts, snakemake
 
 CFG = yaml.safe_load(TINY.read_text())
 STUDY = CFG["studies"]["tiny"]
@@ -143,3 +143,45 @@ def test_invalid_config_fails_before_any_job(tmp_path):
     assert r.returncode != 0
     assert "studies.tiny.training.epochs" in r.stdout + r.stderr
     assert not (tmp_path / "work" / "results").exists()
+
+
+# A change of each kind of config value reruns exactly the jobs it affects ({rule: jobs}); moving a
+# key or toggling progress bars reruns nothing.
+RERUNS = [
+    (("studies", "tiny", "training", "lr"), 0.07,
+     {"train": 8, "evaluate_gaussian_noise": 4, "stats": 1, "figure_noise_robustness": 1}),
+    (("studies", "tiny", "arms", "neural_model", "alpha"), 2,
+     {"train": 2, "evaluate_gaussian_noise": 1, "stats": 1, "figure_noise_robustness": 1}),
+    (("recordings", "tinyv1", "v1_model", "lr"), 0.002,
+     {"fit_v1_model": 1, "similarity": 2, "similarity_diagnostics": 1, "train": 8, "evaluate_gaussian_noise": 4,
+      "stats": 1, "figure_noise_robustness": 1}),
+    (("studies", "tiny", "similarity", "shuffle_seed"), 3,
+     {"similarity": 1, "similarity_diagnostics": 1, "train": 2, "evaluate_gaussian_noise": 1, "stats": 1,
+      "figure_noise_robustness": 1}),
+    (("studies", "tiny", "evaluations", "gaussian_noise", "levels"), [0.0, 0.2],
+     {"evaluate_gaussian_noise": 4, "stats": 1, "figure_noise_robustness": 1}),
+    (("studies", "tiny", "control_arms"), [], {"stats": 1, "figure_noise_robustness": 1}),
+    (("studies", "tiny", "figure_note"), "another note", {"figure_noise_robustness": 1}),
+    (("progress",), True, {}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path, value, expected", RERUNS, ids=[".".join(p[0]) for p in RERUNS])
+def test_a_config_change_reruns_exactly_what_it_affects(tiny_local_run, tmp_path, path, value, expected):
+    config = yaml.safe_load(TINY.read_text())
+    section = config
+    for key in path[:-1]:
+        section = section.setdefault(key, {})
+    section[path[-1]] = value
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config, sort_keys=True))  # another key order than tiny.yaml's
+    r = snakemake(tiny_local_run, "-n", config=changed, cores=False)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    if not expected:
+        assert "Nothing to be done" in out, out[-3000:]
+        return
+    counts = {rule: int(n) for rule, n in dry_run_counts(tiny_local_run, changed).items()
+              if rule not in ("all", "total", "jobid:")}
+    assert counts == expected

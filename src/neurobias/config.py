@@ -8,6 +8,7 @@ field (``studies.demo.arms.shuffle.alpha``) and what was expected.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -16,6 +17,7 @@ import jsonschema
 import yaml
 
 from .layer_names import ARCHITECTURE_OPTIONS, ARCHITECTURE_TAPS, taps_for, vone_enabled
+from .sources import image_size_of
 
 # package data (pyproject), so an installed neurobias validates configs without the repository;
 # workflow/schemas/config.schema.yaml links here, where snakemake-workflows users look for it
@@ -146,6 +148,31 @@ def fill_defaults(instance, schema: dict, root: dict | None = None) -> None:
             fill_defaults(instance, branch, root)
 
 
+@functools.lru_cache(maxsize=1)
+def _packaged_schema() -> dict:
+    return load_schema()
+
+
+def with_defaults(section: dict, definition: str) -> dict:
+    """A copy of one config section with the schema's defaults for ``$defs/<definition>`` filled in
+    (``arm``, ``dataset``, ``v1_model``, ...): for code called outside the workflow, on a section
+    that did not come through :func:`validate_config`."""
+    schema = _packaged_schema()
+    filled = copy.deepcopy(section)
+    fill_defaults(filled, schema["$defs"][definition], schema)
+    return filled
+
+
+def schema_default(*path: str):
+    """The schema's default at a path of definitions and properties, e.g.
+    ``schema_default("study", "similarity", "rsm_metric")``."""
+    schema = _packaged_schema()
+    node = schema["$defs"][path[0]]
+    for key in path[1:]:
+        node = _resolve(node, schema)["properties"][key]
+    return _resolve(node, schema)["default"]
+
+
 # Mappings whose order means something (the order of figures' arms, of studies in `rule all`).
 ORDERED_MAPPINGS = frozenset({"studies", "datasets", "recordings", "arms"})
 
@@ -168,9 +195,40 @@ def canonical_order(config: dict) -> None:
     config.update(ordered)
 
 
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def merged(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def resolve_extends(config: dict, base_dir: str | Path = REPOSITORY) -> None:
+    """A config with ``extends: <file>`` (a path relative to ``base_dir``, the repository) is that
+    file's config with this one's values on top (in place; chains are followed). The study presets
+    extend studies/base.yaml, so each holds only what its paper changes."""
+    seen = []
+    while "extends" in config:
+        path = Path(base_dir) / config.pop("extends")
+        if path in seen:
+            raise ConfigError(f"config field 'extends': {path} extends itself (via {seen})")
+        seen.append(path)
+        if not path.is_file():
+            raise ConfigError(f"config field 'extends': no file {path}")
+        with open(path) as f:
+            base = yaml.safe_load(f) or {}
+        combined = merged(base, config)
+        config.clear()
+        config.update(combined)
+
+
 def validate_config(config: dict, schema: dict | None = None) -> dict:
     """Raise :class:`ConfigError` on the first problem; fill schema defaults; return the config."""
     schema = schema or load_schema()
+    resolve_extends(config)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(map(str, e.path))))
     if errors:
@@ -191,7 +249,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         if baseline not in study["arms"]:
             raise ConfigError(f"config field '{where}.baseline_arm': {baseline!r} is not one of the arms "
                               f"{sorted(study['arms'])}")
-        unknown = [a for a in study.get("control_arms", []) if a not in study["arms"]]
+        unknown = [a for a in study["control_arms"] if a not in study["arms"]]
         if unknown:
             raise ConfigError(f"config field '{where}.control_arms': {unknown} are not arms {sorted(study['arms'])}")
         architecture = study["model"]["architecture"]
@@ -242,7 +300,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
 def _check_model_builds(field: str, model: dict, dataset: dict) -> None:
     """What the schema cannot see: VGG-16's five poolings need inputs of at least 32 px; a VOneBlock
     needs at least one Gabor channel."""
-    size = model.get("input_size") or dataset.get("image_size", 32 if dataset.get("source") != "tiny_imagenet" else 64)
+    size = model.get("input_size") or image_size_of(dataset)
     if model["architecture"] in ("vgg11", "vgg16", "vgg19") and size < 32:
         raise ConfigError(f"config field '{field}': {model['architecture']} needs inputs of at least 32 px (five 2x poolings); "
                           f"got {size} (set model.input_size: 32)")
@@ -256,7 +314,7 @@ def _check_safarani(study: dict, where: str, dataset: dict) -> None:
     need an oracle readout; the corruption analysis names arms that exist."""
     arms = study["arms"]
     spec = study["evaluations"].get("corruptions")
-    size = dataset.get("image_size", 32 if dataset.get("source") != "tiny_imagenet" else 64)
+    size = image_size_of(dataset)
     for name, arm in arms.items():
         if arm["regulariser"] != "oracle":
             continue
@@ -267,14 +325,14 @@ def _check_safarani(study: dict, where: str, dataset: dict) -> None:
         if vone_enabled(model.get("vone")):
             raise ConfigError(f"config field '{where}.arms.{name}.model.vone': the oracle cannot split a network "
                               f"with a VOneBlock front end at a layer")
-        fraction = arm["oracle"].get("clean_fraction", 0.5)
-        if round(study["training"].get("batch_size", 128) * fraction) >= study["training"].get("batch_size", 128):
+        fraction, batch = arm["oracle"]["clean_fraction"], study["training"]["batch_size"]
+        if round(batch * fraction) >= batch:
             raise ConfigError(f"config field '{where}.arms.{name}.oracle.clean_fraction': {fraction} leaves no corrupted "
-                              f"image in a batch of {study['training'].get('batch_size', 128)}")
+                              f"image in a batch of {batch}")
     if (spec is not None or any(a["regulariser"] == "oracle" for a in arms.values())) and size < 32:
         raise ConfigError(f"config field 'datasets.{study['dataset']}.image_size': the ImageNet-C corruptions "
                           f"(oracle arms, evaluations.corruptions) need images of at least 32 px, got {size}")
-    readout = study.get("similarity", {}).get("oracle_readout")
+    readout = study["similarity"].get("oracle_readout")
     uses_oracle = any(a.get("target") == "responses_oracle" for a in arms.values())
     if uses_oracle and readout is None:
         raise ConfigError(f"config field '{where}.similarity.oracle_readout': required by the responses_oracle "
@@ -297,7 +355,7 @@ def _check_safarani(study: dict, where: str, dataset: dict) -> None:
     if unknown:
         raise ConfigError(f"config field '{where}.evaluations.corruptions.regression_pools': {unknown} are not "
                           f"hand-written arms (a pool is an arm with its sweep copies) {bases}")
-    if spec.get("example_severity") is not None and spec["example_severity"] not in spec.get("severities", [1, 2, 3, 4, 5]):
+    if spec.get("example_severity") is not None and spec["example_severity"] not in spec["severities"]:
         raise ConfigError(f"config field '{where}.evaluations.corruptions.example_severity': "
                           f"{spec['example_severity']} is not one of the evaluated severities")
     example = spec.get("example_arm")

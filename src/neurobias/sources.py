@@ -45,4 +45,6 @@ IMAGE_SIZES = {"cifar10": 32, "cifar100": 32, "tiny_imagenet": 64}
 
 
 def image_size_of(entry: dict) -> int:
-    return int(entry.get("image_size", 32)) if entry["source"] == "synthetic" else IMAGE_SIZES[entry["source"]]
+    """Image side length of a dataset config entry (synthetic: its ``image_size``, which the schema
+    defaults)."""
+    return int(entry["image_size"]) if entry["source"] == "synthetic" else IMAGE_SIZES[entry["source"]]

@@ -4,7 +4,8 @@ Extension point: :data:`DATASET_BUILDERS` maps a dataset ``source`` (the config'
 ``datasets.<name>.source``) to a function ``(params) -> (splits, classes)`` where splits is
 ``{split: (images uint8 [N,C,H,W], labels int64 [N])}``; the result may also carry
 ``superclass_of_class`` / ``superclasses`` attributes. Downloaded sources get the verified
-archive's path as ``params["archive"]``.
+archive's path as ``params["archive"]``. ``params`` is a validated config entry: the schema's
+defaults are filled in (:func:`neurobias.config.validate_config`).
 """
 
 from .prepared import PreparedDataError, load_split, load_superclasses, save_split
@@ -24,15 +25,15 @@ def _synthetic(params: dict):
 def _cifar(variant):
     def build(params: dict):
         from .cifar import prepare_cifar
-        return prepare_cifar(params["archive"], variant, grey=params.get("grey", False),
-                             n_val=params.get("n_val", 5000), seed=params.get("seed", 0))
+        return prepare_cifar(params["archive"], variant, grey=params["grey"], n_val=params["n_val"],
+                             seed=params["seed"])
     return build
 
 
 def _tiny_imagenet(params: dict):
     from .tiny_imagenet import prepare_tiny_imagenet
-    return prepare_tiny_imagenet(params["archive"], grey=params.get("grey", False),
-                                 n_val_from_train=params.get("n_val", 10000), seed=params.get("seed", 0))
+    return prepare_tiny_imagenet(params["archive"], grey=params["grey"], n_val_from_train=params["n_val"],
+                                 seed=params["seed"])
 
 
 DATASET_BUILDERS = {"synthetic": _synthetic, "cifar10": _cifar("cifar10"), "cifar100": _cifar("cifar100"),

@@ -22,6 +22,7 @@ channels of every tap of the network being trained).
 
 from __future__ import annotations
 
+from ..config import schema_default, with_defaults
 from .base import Regulariser
 from .mtl import MTLRegulariser
 from .rsm import RSMRegulariser
@@ -29,30 +30,29 @@ from .similarity import SimilarityRegulariser
 
 
 def _similarity(arm: dict, target, train_rows, context: dict) -> SimilarityRegulariser:
-    return SimilarityRegulariser(target, train_rows, tuple(arm["layers"]), arm.get("stimulus_batch_size", 32),
+    return SimilarityRegulariser(target, train_rows, tuple(arm["layers"]), arm["stimulus_batch_size"],
                                  alpha=float(arm["alpha"]))
 
 
 def _rsm(arm: dict, target, train_rows, context: dict) -> RSMRegulariser:
     return RSMRegulariser(target, train_rows, arm["layer"], float(arm["r"]),
-                          metric=context.get("rsm_metric", "cosine"), cost=arm.get("cost", "l1"),
-                          weighting=arm.get("weighting", "ratio"), alternate=arm.get("alternate", True),
+                          metric=context.get("rsm_metric") or schema_default("study", "similarity", "rsm_metric"), cost=arm["cost"],
+                          weighting=arm["weighting"], alternate=arm["alternate"],
                           until_epoch=arm.get("until_epoch"),
-                          stimulus_batch_size=arm.get("stimulus_batch_size", 10))
+                          stimulus_batch_size=arm["stimulus_batch_size"])
 
 
 def _mtl(arm: dict, target, train_rows, context: dict) -> MTLRegulariser:
     return MTLRegulariser(target, train_rows, arm["layer"], context["tap_channels"][arm["layer"]],
-                          batch_ratio=float(arm.get("batch_ratio", 1.0)),
-                          stimulus_batch_size=arm.get("stimulus_batch_size", 64),
-                          seed=int(context.get("seed", 0)))
+                          batch_ratio=float(arm["batch_ratio"]), stimulus_batch_size=arm["stimulus_batch_size"],
+                          seed=int(context["seed"]))
 
 
 def _oracle(arm: dict, target, train_rows, context: dict):
     from .oracle import OracleTraining  # imports the corruptions only where needed
     spec = arm["oracle"]
     return OracleTraining(arm["layer"], pretrain_epochs=spec["pretrain_epochs"],
-                          consistency_weight=spec.get("consistency_weight", 1.0),
+                          consistency_weight=spec["consistency_weight"],
                           **{k: spec[k] for k in ("consistency", "corruptions", "severities", "clean_fraction", "groups")
                              if k in spec})
 
@@ -63,7 +63,8 @@ REGULARISERS = {"similarity": _similarity, "rsm": _rsm, "mtl": _mtl, "oracle": _
 def build_regulariser(arm: dict, target, train_rows, context: dict | None = None) -> Regulariser | None:
     """The regulariser an arm asks for (None for ``regulariser: none``). ``context`` carries
     study-level settings a kind needs (e.g. ``rsm_metric``)."""
-    kind = arm.get("regulariser", "none")
+    arm = with_defaults(arm, "arm")  # the schema's defaults, also for an arm written by hand
+    kind = arm["regulariser"]
     if kind == "none":
         return None
     if kind not in REGULARISERS:
