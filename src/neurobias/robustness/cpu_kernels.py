@@ -35,7 +35,7 @@ INV_TIE_EPS = np.float32(1 / 1e-4)
 
 @numba.njit(**_JIT)
 def _tie_key(v):
-    """corruptions._resolve_ties's table index for one float32 value on the 0..255 scale (the same
+    """corruptions.blur._resolve_ties's table index for one float32 value on the 0..255 scale (the same
     float32 operations: clamp, + eps, floor, (t - r) / eps, floor, min 2, + 3 r)."""
     v = min(max(v, np.float32(0)), np.float32(255))
     t = v + TIE_EPS
@@ -124,7 +124,7 @@ def _separable_valid(padded, h, w, r, k, rows, out):
 
 @numba.njit(**_JIT)
 def _quantise(v):
-    """np.uint8(np.clip(v, 0, 1) * 255) of a float32 value (corruptions._finalise)."""
+    """np.uint8(np.clip(v, 0, 1) * 255) of a float32 value (corruptions._common._finalise)."""
     return np.uint8(np.int32(min(max(v, np.float32(0)), np.float32(1)) * np.float32(255)))
 
 
@@ -261,7 +261,7 @@ def motion_blur_apply(x8, k, dy, dx, valid, ties, out):
 
 @numba.njit(**_JIT)
 def snow_compose(x, layer, k, dy, dx, valid, blend, out):
-    """Snow (``corruptions._snow_from_crop`` after the zoom and threshold): motion blur of the
+    """Snow (``corruptions.weather._snow_from_crop`` after the zoom and threshold): motion blur of the
     snow layer [N, 1, Ho, Wo] (taps as in ``motion_blur_apply``), rounded to 1/255, plus its
     180-degree rotation (of the [:H, :W] crop), added to the images x float32 [N, 3, H, W] (k/255)
     blended with their brightened greyscale (cv2 RGB2GRAY): blend x + (1 - blend) max(x, 1.5 grey
@@ -339,7 +339,7 @@ def _banded_rows(src, index, weight, out):
 @numba.njit(**_JIT)
 def elastic_fields(words, m, alpha, col_index, col_weight, row_index, row_weight, out):
     """The two displacement fields [2, N, H, W] float32 of ``corruptions.elastic_transform``:
-    uniform from 16-bit words (int16 [2, N, H, W]), smoothed as ``corruptions._elastic_smooth``
+    uniform from 16-bit words (int16 [2, N, H, W]), smoothed as ``corruptions.digital._elastic_smooth``
     (M_h @ (field @ M_w^T), banded weights of the reflect-mode Gaussian: ``row_*`` for M_h,
     ``col_*`` for M_w), times alpha. field @ M_w^T is computed transposed (M_w @ field^T), so
     both passes run along contiguous rows."""
@@ -376,7 +376,7 @@ def _mirror(s, n):
 def elastic_apply(x, dx, dy, out):
     """Bilinear resampling of images x float32 [N, C, H, W] at (y + dy, x + dx) (displacements
     float32 [N, H, W], smoothed and scaled) with scipy's 'reflect' (half-sample symmetric)
-    boundary, quantised into out uint8: ``corruptions._elastic_apply``'s torch form pixel by
+    boundary, quantised into out uint8: ``corruptions.digital._elastic_apply``'s torch form pixel by
     pixel (its padding width and clamps, its lerps: identical output). Where to read and the
     fractions are worked out once per pixel for all channels."""
     n, ch, h, w = x.shape
@@ -427,7 +427,7 @@ def elastic_apply(x, dx, dy, out):
 @numba.njit(**_JIT)
 def brightness_apply(x8, levels, v8_of, v_new_of, delta_of, s_of, p8_of, out):
     """rgb2hsv -> V + c -> hsv2rgb of uint8 RGB images x8 [N, 3, H, W] pixel by pixel, the same
-    float64 operations as ``corruptions._brightness`` (which documents them) from the same
+    float64 operations as ``corruptions.weather._brightness`` (which documents them) from the same
     tables: bit-exact with it and with the reference. Selections are written as selects (no
     branches: hues change from pixel to pixel)."""
     n, _, h, w = x8.shape
@@ -550,7 +550,7 @@ def fog_apply(x, draws, mapsize, wibbledecay, c0, out):
 
 @numba.njit(**_JIT)
 def shot_noise_apply(x8, uniforms, c, prob, outcome, out):
-    """Poisson(x8 c) / c as ``corruptions._shot_noise`` draws it (float32 uniforms: column
+    """Poisson(x8 c) / c as ``corruptions.noise._shot_noise`` draws it (float32 uniforms: column
     floor(u (c+1)), accepted if the fraction is below the alias table's probability), one pass."""
     xf, uf, of = x8.reshape(x8.size), uniforms.reshape(uniforms.size), out.reshape(out.size)
     m = np.float32(c + 1)
