@@ -9,7 +9,10 @@ from neurobias.data import CLASS_NAMES, make_synthetic_task
 from neurobias.data.synthetic import make_stimulus_images
 from neurobias.neural.similarity import neural_similarity
 from neurobias.neural.simulated_v1 import SimulatedV1, V1PopulationParams
-from neurobias.train import TrainingConfig, augment, learning_rate, load_classifier, train_arm
+import neurobias.train
+from neurobias.regularisers import SimilarityRegulariser
+from neurobias.train import (NonFiniteLossError, StepLosses, TrainingConfig, augment, learning_rate, load_classifier,
+                             train_arm)
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +144,95 @@ def test_rotation_augmentation_turns_each_image_by_its_own_bounded_angle():
     assert angle.abs().max() <= 30 + 2           # within the configured range (bilinear slack)
     assert angle.std() > 5                        # drawn per image, not one angle for the batch
     assert torch.equal(augment(x, TrainingConfig(epochs=1), torch.Generator().manual_seed(0)), x)
+
+
+# -- a diverging run fails and keeps its last good checkpoint -------------------------------------------
+# lr 0.05 in epoch 1, 5e11 from epoch 2 on: the same configuration trains one good epoch, then diverges
+BLOWS_UP_IN_EPOCH_2 = TrainingConfig(epochs=3, batch_size=32, lr=0.05,
+                                     lr_schedule={"kind": "step", "every": 1, "factor": 1e13})
+
+
+def test_diverging_run_raises_and_keeps_the_last_good_checkpoint(task, tmp_path):
+    run(task, tmp_path, arm={"regulariser": "none"}, cfg=BLOWS_UP_IN_EPOCH_2, stop=1)
+    ckpt = tmp_path / "checkpoint.pt"
+    saved = ckpt.read_bytes()
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 1 \(0-based; 8 batches per epoch\): "
+                                                 r"cross-entropy = nan") as err:
+        run(task, tmp_path, arm={"regulariser": "none"}, cfg=BLOWS_UP_IN_EPOCH_2)  # resumes, then diverges
+    assert (err.value.epoch, err.value.batch, err.value.term) == (2, 1, "cross-entropy")
+    assert "checkpoint.pt still holds epoch 1" in str(err.value)
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "history.csv").exists()
+    assert ckpt.read_bytes() == saved
+    # a rerun with a fixed configuration ignores that checkpoint and succeeds
+    fixed = TrainingConfig(epochs=2, batch_size=32, lr=0.05)
+    h = run(task, tmp_path, arm={"regulariser": "none"}, cfg=fixed)
+    assert list(h["epoch"]) == [1, 2] and np.isfinite(h["train_loss"]).all()
+    assert (tmp_path / "model.pt").exists() and not ckpt.exists()
+
+
+@pytest.fixture
+def deferred_check(monkeypatch):
+    """The GPU path on the CPU: the loss terms are read once, at the end of the epoch."""
+    class Deferred(StepLosses):
+        def __init__(self, steps, device, penalty_term, eager):
+            super().__init__(steps, device, penalty_term, eager=False)
+    monkeypatch.setattr(neurobias.train, "StepLosses", Deferred)
+
+
+@pytest.mark.parametrize("check", ["each step", "end of epoch"])
+def test_non_finite_penalty_names_its_first_batch_and_term(task, tmp_path, monkeypatch, request, check):
+    if check == "end of epoch":
+        request.getfixturevalue("deferred_check")
+    run(task, tmp_path, stop=1)
+    saved = (tmp_path / "checkpoint.pt").read_bytes()
+    calls = []
+    original = SimilarityRegulariser.loss
+
+    def inf_at_the_fourth_step(self, features, rows):  # one stimulus batch per step
+        calls.append(1)
+        value = original(self, features, rows)
+        return value * float("inf") if len(calls) == 4 else value
+
+    monkeypatch.setattr(SimilarityRegulariser, "loss", inf_at_the_fourth_step)
+    with pytest.raises(NonFiniteLossError) as err:
+        run(task, tmp_path)
+    # later batches have a NaN cross-entropy too (the step's update wrecked the weights): the first is named
+    assert (err.value.epoch, err.value.batch, err.value.term) == (2, 3, "similarity loss")
+    assert "epoch 2, batch 3 (0-based; 8 batches per epoch): similarity loss = inf" in str(err.value)
+    assert len(calls) == (4 if check == "each step" else 8)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == saved
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "history.csv").exists()
+
+
+def test_step_losses_report_the_first_bad_step_and_term():
+    nan, inf = float("nan"), float("inf")
+    losses = StepLosses(5, "cpu", "RSM cost", eager=False)
+    for step, (ce, pen, total) in enumerate([(1, 0, 1), (1, 2, 3), (1, inf, inf), (nan, 0, nan), (1, 0, 1)]):
+        losses.record(6, step, *map(torch.tensor, (ce, pen, total)))  # deferred: no raise yet
+    with pytest.raises(NonFiniteLossError, match=r"epoch 7, batch 2 .*: RSM cost = inf"):
+        losses.check(6)
+    eager = StepLosses(5, "cpu", "RSM cost", eager=True)
+    eager.record(0, 0, torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0))
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch 1 .*: total loss = nan"):
+        eager.record(0, 1, torch.tensor(1.0), torch.tensor(0.0), torch.tensor(nan))
+
+
+def test_non_finite_validation_loss_is_not_saved(task, tmp_path, monkeypatch):
+    monkeypatch.setattr(neurobias.train, "evaluate", lambda *a, **k: (float("nan"), 0.1))
+    with pytest.raises(NonFiniteLossError, match="epoch 1, on the validation images .*: validation cross-entropy = nan"):
+        run(task, tmp_path, arm={"regulariser": "none"}, cfg=TrainingConfig(epochs=1, batch_size=32))
+    assert not any(tmp_path.iterdir())
+
+
+# -- resume -------------------------------------------------------------------------------------------
+def test_killed_rsm_run_with_label_noise_and_restore_best_resumes_identically(task, tmp_path):
+    arm = {"regulariser": "rsm", "r": 0.5, "layer": "layer2", "stimulus_batch_size": 8, "label_noise": 0.2}
+    cfg = TrainingConfig(epochs=3, batch_size=32, lr=0.1, crop_padding=2, flip=True,
+                         lr_schedule={"kind": "plateau", "patience": 1, "max_decays": 5})
+    full = run(task, tmp_path / "full", arm=arm, cfg=cfg)
+    run(task, tmp_path / "resumed", arm=arm, cfg=cfg, stop=2)    # killed after epoch 2: best epoch in the checkpoint
+    resumed = run(task, tmp_path / "resumed", arm=arm, cfg=cfg)
+    pd.testing.assert_frame_equal(full, resumed)
+    assert full["restored"].sum() == 1 and (full["train_similarity_loss"] > 0).all()
+    a, b = state(tmp_path / "full" / "model.pt"), state(tmp_path / "resumed" / "model.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -6,14 +6,20 @@ learning rate is a function of the epoch alone. So the state at the end of an ep
 optimiser, regulariser, history) is all that a resumed run needs, and a run killed at any point and
 restarted ends with exactly the same history and weights as an uninterrupted one (on CPU).
 
-The checkpoint is written atomically after every epoch and carries a hash of everything that
-defines the run; a checkpoint from a different configuration is ignored, never resumed.
+The checkpoint (:class:`neurobias.checkpoint.Checkpoint`) is written atomically after every epoch
+and carries a hash of everything that defines the run; a checkpoint from a different configuration
+is ignored, never resumed. A run whose loss stops being finite raises :class:`NonFiniteLossError`
+before anything of that epoch is saved: no model.pt, no history.csv, the last good checkpoint kept.
+
+:func:`train_arm` puts together :class:`RunData` (what the run trains on), the network and its
+regulariser, :func:`resume_or_start`, and per epoch :class:`EpochStep` (the optimisation steps),
+:class:`EpochScores` (the held-out part of the history row) and :class:`~neurobias.checkpoint.BestEpoch`
+(the plateau schedule's restore_best).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -27,6 +33,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import __version__
+from .checkpoint import BestEpoch, Checkpoint, atomic_save, digest, run_hash
 from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
 from .models import build_classifier
 from .regularisers import MTLRegulariser, build_regulariser, regularised_layers
@@ -283,23 +290,316 @@ def heldout_similarity_fit(model, regulariser, taps, stimuli: torch.Tensor, rows
     return _pearson(s[iu[0], iu[1]], t[iu[0], iu[1]])
 
 
-def _digest(array) -> str | None:
-    if array is None:
-        return None
-    a = array.numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes() + str(a.dtype).encode() + str(a.shape).encode()).hexdigest()[:16]
+# -- the run's data ---------------------------------------------------------------------------------
+@dataclass
+class RunData:
+    """Everything one run trains on and is scored with, on the host.
+
+    Splits: uint8 images [N,C,H,W] and int64 labels; ``train_y`` holds the labels as trained
+    (corrupted where the arm asks for label noise). Stimuli: grey images [M,H,W] uint8 with their
+    tiers ('train'/'test'); ``target``: the arm's target (None for an unregularised arm);
+    ``diagnostic_target``: the matrix every arm's held-out fit is scored against; ``responses``: the
+    recorded responses an MTL head is scored against."""
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    classes: list
+    stimuli: np.ndarray
+    stimulus_tiers: np.ndarray
+    target: np.ndarray | None
+    diagnostic_target: np.ndarray
+    test: tuple | None = None
+    superclass_of_class: list[int] | None = None
+    responses: np.ndarray | None = None
+
+    @classmethod
+    def prepare(cls, *, train, val, test, stimuli, stimulus_tiers, target, diagnostic_target,
+                superclass_of_class, responses, label_noise: float | None, seed: int) -> "RunData":
+        (train_x, train_y, classes), (val_x, val_y, _) = train, val
+        if label_noise:
+            train_y, _ = corrupt_labels(train_y, float(label_noise), len(classes), seed)
+        return cls(train_x, train_y, val_x, val_y, classes, stimuli, stimulus_tiers, target, diagnostic_target,
+                   test, superclass_of_class, responses)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        return self.train_x.shape[1]
+
+    @property
+    def size(self) -> int:
+        return self.train_x.shape[-1]
+
+    def stimulus_rows(self, tier: str) -> np.ndarray:
+        return np.flatnonzero(self.stimulus_tiers == tier)
+
+    def digests(self, track_test: bool) -> list:
+        """The data's part of the run's spec: hashes of the bytes (a shuffled target has the same
+        sum as the real one)."""
+        arrays = (self.train_x, self.train_y, self.val_x, self.val_y, self.stimuli, self.stimulus_tiers,
+                  self.target, self.diagnostic_target, self.responses)
+        tracked = [digest(self.test[0]), digest(self.test[1]), self.superclass_of_class] if track_test else []
+        return [digest(a) for a in arrays] + tracked
 
 
-def run_hash(spec: dict) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def run_spec(data: RunData, arm: dict, model_cfg: dict, training: TrainingConfig, seed: int, precision: str,
+             context: dict | None) -> dict:
+    """Everything that defines the run, data included, so a checkpoint of any other run is never resumed."""
+    return {"arm": arm, "model": model_cfg, "training": asdict(training), "seed": seed,
+            "package": __version__, "precision": precision,
+            "context": {k: v for k, v in (context or {}).items() if k != "responses"},
+            "data": data.digests(training.track_test)}
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+# -- the network, its regulariser and their optimiser ------------------------------------------------
+def build_model(data: RunData, model_cfg: dict, seed: int, device, memory_format) -> torch.nn.Module:
+    """The classifier, initialised from ``seed``, normalising with the training images' statistics."""
+    torch.manual_seed(seed)
+    x01 = data.train_x.float() / 255.0
+    mean, std = x01.mean(dim=(0, 2, 3)), x01.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    del x01
+    options = {k: v for k, v in model_cfg.items() if k not in ("architecture", "diagnostic_layers")}
+    model = build_classifier(model_cfg["architecture"], data.n_classes, data.channels, mean, std, **options)
+    return model.to(device).to(memory_format=memory_format)
 
 
+def build_run_regulariser(arm: dict, data: RunData, model, stimuli: torch.Tensor, context: dict | None,
+                          seed: int, device):
+    """The arm's regulariser on ``device`` (None for an unregularised arm); ``context`` gets the
+    seed and, for an MTL head, the channels of the network's taps."""
+    context = dict(context or {}, seed=seed)
+    if arm.get("regulariser") == "mtl":
+        context["tap_channels"] = _tap_channels(model, stimuli[:2].to(device), regularised_layers(arm))
+    regulariser = build_regulariser(arm, data.target, data.stimulus_rows("train"), context)
+    return regulariser.to(device) if regulariser is not None else None
+
+
+def oracle_of(regulariser) -> OracleTraining | None:
+    """The regulariser if it is an oracle's two-stage training (which changes the loop itself)."""
+    return regulariser if isinstance(regulariser, OracleTraining) else None
+
+
+def make_optimiser(model, regulariser, training: TrainingConfig) -> torch.optim.SGD:
+    # frozen parameters (the oracle's core in its second stage) are left out
+    params = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": training.weight_decay}]
+    if regulariser is not None and any(True for _ in regulariser.parameters()):
+        # Li's layer weights are not decayed; Safarani's readout and task weights are (their code)
+        decay = training.weight_decay if getattr(regulariser, "weight_decay", False) else 0.0
+        params.append({"params": list(regulariser.parameters()), "weight_decay": decay})
+    return torch.optim.SGD(params, lr=training.lr, momentum=training.momentum)
+
+
+def resume_or_start(checkpoint: Checkpoint, model, regulariser, oracle, training: TrainingConfig):
+    """(history, first epoch to run (0-based), best epoch, optimiser): from the checkpoint of this
+    configuration if there is one, else a fresh start."""
+    state = checkpoint.load()
+    history, start = ([], 0) if state is None else (state.history, state.epoch + 1)
+    best = BestEpoch.for_schedule(training.lr_schedule, None if state is None else state.best)
+    if state is not None:
+        state.restore(model, regulariser, checkpoint.device)
+    if oracle is not None and start > oracle.pretrain_epochs:
+        oracle.enter_second_stage(model, None, reinitialise=False)  # the checkpoint holds the retrained rest
+    optimiser = make_optimiser(model, regulariser, training)
+    # an oracle resumed right at its switch starts the second stage with a fresh optimiser
+    if state is not None and not (oracle is not None and start == oracle.pretrain_epochs):
+        optimiser.load_state_dict(state.optimiser)
+    return history, start, best, optimiser
+
+
+# -- one epoch's steps --------------------------------------------------------------------------------
+# What the regulariser's term is called in a NonFiniteLossError, by the arm's regulariser kind.
+PENALTY_TERMS = {"similarity": "similarity loss", "rsm": "RSM cost", "mtl": "MTL neural loss",
+                 "oracle": "oracle consistency loss"}
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite: the run diverged. Raised before anything of that epoch is
+    saved, so no model.pt or history.csv is written and checkpoint.pt, if any, keeps the last good
+    epoch (a rerun with a changed configuration ignores it, the same one resumes from it).
+
+    ``epoch`` is 1-based, as in the history; ``batch`` the 0-based step within the epoch (None for
+    the validation loss); ``term`` the loss that is not finite."""
+
+    def __init__(self, epoch: int, batch: int | None, term: str, value: float, steps: int | None = None):
+        self.epoch, self.batch, self.term, self.value = epoch, batch, term, value
+        where = ("on the validation images after its last batch" if batch is None
+                 else f"batch {batch} (0-based; {steps} batches per epoch)")
+        kept = (f"no model.pt or history.csv was written and checkpoint.pt still holds epoch {epoch - 1}"
+                if epoch > 1 else "no model.pt, history.csv or checkpoint.pt was written")
+        super().__init__(f"non-finite loss in epoch {epoch}, {where}: {term} = {value}. Nothing of epoch {epoch} "
+                         f"was saved: {kept}. Lower training.lr or the regulariser's weight.")
+
+
+class StepLosses:
+    """Each step's loss terms (cross-entropy, the regulariser's term, the total) kept on the device.
+
+    ``eager`` (on the CPU, where reading a value costs nothing) checks every step as it is recorded;
+    otherwise :meth:`check` reads them once, at the end of the epoch, so the step loop never waits
+    for the GPU. Either way the first non-finite batch and term is reported."""
+
+    def __init__(self, steps: int, device, penalty_term: str, eager: bool):
+        self.values = torch.zeros(steps, 3, device=device)
+        self.terms = ("cross-entropy", penalty_term, "total loss")
+        self.eager = eager
+
+    def record(self, epoch: int, step: int, ce, penalty, total) -> None:
+        self.values[step] = torch.stack([ce.detach(), penalty.detach(), total.detach()])
+        if self.eager:
+            self._raise_first_bad(epoch, step, self.values[step:step + 1])
+
+    def check(self, epoch: int) -> None:
+        self._raise_first_bad(epoch, 0, self.values)
+
+    def _raise_first_bad(self, epoch: int, first_step: int, values: torch.Tensor) -> None:
+        bad = ~torch.isfinite(values)
+        if bool(bad.any()):
+            step, term = divmod(int(bad.flatten().nonzero()[0]), values.shape[1])
+            raise NonFiniteLossError(epoch + 1, first_step + step, self.terms[term], float(values[step, term]),
+                                     len(self.values))
+
+
+@dataclass
+class EpochSums:
+    """An epoch's training sums, read from the device once at its end."""
+    loss: float
+    ce: float
+    penalty: float
+    correct: float
+    n_active: int  # steps that added the regulariser's term
+    steps: int
+    batch_size: int
+
+    def history_entries(self) -> dict:
+        return {"train_loss": self.loss / self.steps, "train_ce": self.ce / self.steps,
+                "train_similarity_loss": self.penalty / max(self.n_active, 1),
+                "train_accuracy": self.correct / (self.steps * self.batch_size)}
+
+
+class EpochStep:
+    """One epoch's optimisation steps over the (device-resident) training images.
+
+    Everything random comes from the epoch's generator, in a fixed order: the batch order, then per
+    step the augmentation (or the oracle's corruptions) and the stimulus batches. Sums and each
+    step's loss terms stay on the device: no host synchronisation inside the step loop (except the
+    finiteness check on the CPU)."""
+
+    def __init__(self, model, regulariser, data: RunData, stimuli_dev: torch.Tensor, training: TrainingConfig,
+                 device: torch.device, precision: str, memory_format, penalty_term: str, progress: bool):
+        self.model, self.regulariser, self.training = model, regulariser, training
+        self.oracle = oracle_of(regulariser)
+        self.device, self.precision, self.memory_format = device, precision, memory_format
+        self.train_x, self.train_y = data.train_x.to(device), data.train_y.to(device)
+        self.stimuli = stimuli_dev
+        self.bns = batchnorm_layers(model)
+        self.steps = len(data.train_x) // training.batch_size  # drop the ragged last batch: BN needs > 1 sample
+        self.penalty_term, self.progress = penalty_term, progress
+
+    def __call__(self, epoch: int, optimiser, g: torch.Generator) -> EpochSums:
+        training, model, oracle, device = self.training, self.model, self.oracle, self.device
+        pretraining = oracle is not None and oracle.in_pretraining(epoch)
+        order = torch.randperm(len(self.train_x), generator=g).to(device)
+        model.train()
+        if oracle is not None and not pretraining:
+            for block in oracle.core_modules(model):
+                block.eval()  # frozen core: BatchNorm keeps its statistics
+        sums = torch.zeros(4, device=device)  # loss, ce, penalty, correct
+        losses = StepLosses(self.steps, device, self.penalty_term, eager=device.type == "cpu")
+        n_active = 0
+        bar = tqdm(range(self.steps), desc=f"epoch {epoch + 1}/{training.total_epochs(oracle)}",
+                   disable=not self.progress, mininterval=5, file=None)
+        for step in bar:
+            idx = order[step * training.batch_size:(step + 1) * training.batch_size]
+            y = self.train_y[idx]
+            if pretraining:
+                loss, ce, penalty, logits = _oracle_step(model, oracle, self.train_x[idx], y, training, g,
+                                                         self.memory_format, device, self.precision)
+                active = True
+            else:
+                loss, ce, penalty, logits, active = self._step(epoch, step, idx, y, g)
+            losses.record(epoch, step, ce, penalty, loss)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            sums += torch.stack([loss.detach(), ce.detach(), penalty.detach(),
+                                 (logits.detach().argmax(1) == y).sum().float()])
+            n_active += active
+        losses.check(epoch)
+        return EpochSums(*sums.tolist(), n_active=n_active, steps=self.steps, batch_size=training.batch_size)
+
+    def _step(self, epoch: int, step: int, idx, y, g):
+        """A classification batch plus the regulariser's stimulus batches:
+        (total loss, cross-entropy, penalty (0 without one), logits, whether the penalty was added)."""
+        reg, device = self.regulariser, self.device
+        x = augment(self.train_x[idx].float() / 255.0, self.training, g).contiguous(memory_format=self.memory_format)
+        with autocast(device, self.precision):
+            logits = self.model(x).float()
+        ce = F.cross_entropy(logits, y)
+        n_batches = reg.stimulus_batches(epoch, step) if reg is not None else 0
+        penalty = None
+        for _ in range(n_batches):
+            rows = reg.stimulus_batch(g).to(device)
+            # Stimuli get their own forward pass, and BatchNorm's running statistics ignore it: the
+            # classifier's batches and the evaluated network are then built exactly as in the
+            # unregularised arm, and only the regulariser's gradient differs.
+            with frozen_batchnorm_statistics(self.bns), autocast(device, self.precision):
+                _, feats = self.model.forward_taps(self.stimuli[rows], reg.taps, features_only=True)
+            term = reg.loss({t: f.float() for t, f in feats.items()}, rows)
+            penalty = term if penalty is None else penalty + term
+        loss = reg.total_loss(ce, penalty) if reg is not None else ce
+        penalty = torch.zeros((), device=device) if penalty is None else penalty
+        return loss, ce, penalty, logits, n_batches > 0
+
+
+# -- the held-out part of an epoch's history row ----------------------------------------------------
+class EpochScores:
+    """Validation loss and accuracy (a non-finite validation loss raises), the similarity fit on
+    held-out stimuli, the oracle's stage, and where asked for the test metrics (``track_test``),
+    an MTL head's neural prediction and the regulariser's own values."""
+
+    def __init__(self, model, regulariser, data: RunData, stimuli_dev: torch.Tensor, diagnostic_taps,
+                 training: TrainingConfig, device: torch.device):
+        self.model, self.regulariser, self.data, self.training, self.device = model, regulariser, data, training, device
+        self.oracle = oracle_of(regulariser)
+        self.stimuli, self.taps = stimuli_dev, diagnostic_taps
+        self.test_rows = torch.as_tensor(data.stimulus_rows("test")[:256])
+        self.all_test_rows = torch.as_tensor(data.stimulus_rows("test"), device=device)
+        self.diagnostic_target = torch.as_tensor(data.diagnostic_target, dtype=torch.float32)
+
+    def __call__(self, epoch: int) -> dict:
+        model, reg, data, training, device = self.model, self.regulariser, self.data, self.training, self.device
+        val_loss, val_acc = evaluate(model, data.val_x, data.val_y, training.eval_batch_size, device)
+        if not math.isfinite(val_loss):
+            raise NonFiniteLossError(epoch + 1, None, "validation cross-entropy", val_loss)
+        row = {"val_loss": val_loss, "val_accuracy": val_acc,
+               "heldout_similarity_r": heldout_similarity_fit(model, reg, self.taps, self.stimuli, self.test_rows,
+                                                              self.diagnostic_target, device)}
+        if self.oracle is not None:
+            row["stage"] = "pretraining" if self.oracle.in_pretraining(epoch) else "retraining"
+        if training.track_test:
+            n = training.train_eval_images
+            row.update(epoch_test_metrics(model, data.test, data.train_x[:n], data.train_y[:n],
+                                          data.superclass_of_class, training.eval_batch_size, device))
+        if isinstance(reg, MTLRegulariser):
+            row.update(reg.heldout_prediction(model, self.stimuli, self.all_test_rows, data.responses))
+        if reg is not None:
+            row.update(reg.log())
+        return row
+
+
+def write_results(out_dir: Path, model, model_cfg: dict, data: RunData, regulariser, frame: pd.DataFrame) -> None:
+    """model.pt (an MTL arm's neural head kept beside the classifier) and history.csv, atomically."""
+    head = regulariser.state_dict() if isinstance(regulariser, MTLRegulariser) else None
+    save_classifier(model, model_cfg, data.n_classes, data.channels, out_dir / "model.pt", neural_head=head)
+    tmp = out_dir / "history.csv.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, out_dir / "history.csv")
+
+
+# -- the entry point -------------------------------------------------------------------------------
 def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, target: np.ndarray | None,
               diagnostic_target: np.ndarray, arm: dict, model_cfg: dict, training: TrainingConfig,
               seed: int, device: str, out_dir: str | Path, progress: bool = True,
@@ -316,99 +616,35 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
     test: the test split, needed when ``training.track_test`` (per-epoch test metrics);
     superclass_of_class: the dataset's coarse label per class, if it has one.
     ``stop_after_epoch`` simulates a killed job (tests).
+    Raises :class:`NonFiniteLossError` when a loss diverges, before anything of that epoch is saved.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "checkpoint.pt"
     device = torch.device(device)
-    train_x, train_y, classes = train
-    val_x, val_y, _ = val
-    n_classes, channels, size = len(classes), train_x.shape[1], train_x.shape[-1]
-    if arm.get("label_noise"):
-        train_y, _ = corrupt_labels(train_y, float(arm["label_noise"]), n_classes, seed)
+    data = RunData.prepare(train=train, val=val, test=test, stimuli=stimuli, stimulus_tiers=stimulus_tiers,
+                           target=target, diagnostic_target=diagnostic_target,
+                           superclass_of_class=superclass_of_class, responses=(context or {}).get("responses"),
+                           label_noise=arm.get("label_noise"), seed=seed)
     if training.track_test and test is None:
         raise ValueError("training.track_test: needs the test split")
-
-    # Everything that defines the run, data included (a shuffled target has the same sum as the
-    # real one, so hash the bytes), so a checkpoint from any other run is never resumed.
-    spec = {"arm": arm, "model": model_cfg, "training": asdict(training), "seed": seed,
-            "package": __version__, "precision": resolve_precision(training.precision, device),
-            "context": {k: v for k, v in (context or {}).items() if k != "responses"},
-            "data": [_digest(a) for a in (train_x, train_y, val_x, val_y, stimuli, stimulus_tiers,
-                                          target, diagnostic_target, (context or {}).get("responses"))]
-            + ([_digest(test[0]), _digest(test[1]), superclass_of_class] if training.track_test else [])}
-    spec_hash = run_hash(spec)
-
-    torch.manual_seed(seed)
-    x01 = train_x.float() / 255.0
-    mean, std = x01.mean(dim=(0, 2, 3)), x01.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    del x01
-    options = {k: v for k, v in model_cfg.items() if k not in ("architecture", "diagnostic_layers")}
-    model = build_classifier(model_cfg["architecture"], n_classes, channels, mean, std, **options).to(device)
     precision = resolve_precision(training.precision, device)
+    checkpoint = Checkpoint(out_dir / "checkpoint.pt",
+                            run_hash(run_spec(data, arm, model_cfg, training, seed, precision, context)), device)
+
     memory_format = torch.channels_last if training.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = build_model(data, model_cfg, seed, device, memory_format)
     print(f"precision {precision}, memory format {'channels_last' if training.channels_last else 'NCHW'}", flush=True)
+    stim = stimuli_as_inputs(data.stimuli, data.channels, data.size)
+    regulariser = build_run_regulariser(arm, data, model, stim, context, seed, device)
+    oracle = oracle_of(regulariser)
+    history, start, best, optimiser = resume_or_start(checkpoint, model, regulariser, oracle, training)
 
-    stim = stimuli_as_inputs(stimuli, channels, size)
-    train_rows = np.flatnonzero(stimulus_tiers == "train")
-    test_rows = torch.as_tensor(np.flatnonzero(stimulus_tiers == "test")[:256])
-    diag_target = torch.as_tensor(diagnostic_target, dtype=torch.float32)
-    context = dict(context or {}, seed=seed)
-    if arm.get("regulariser") == "mtl":
-        context["tap_channels"] = _tap_channels(model, stim[:2].to(device), regularised_layers(arm))
-    regulariser = build_regulariser(arm, target, train_rows, context)
-    if regulariser is not None:
-        regulariser = regulariser.to(device)
-    diag_taps = regularised_layers(arm) or tuple(model_cfg.get("diagnostic_layers")
-                                                 or DEFAULT_DIAGNOSTIC_TAPS[model_cfg["architecture"]])
-
-    oracle = regulariser if isinstance(regulariser, OracleTraining) else None
-
-    def make_optimiser():
-        # frozen parameters (the oracle's core in its second stage) are left out
-        params = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": training.weight_decay}]
-        if regulariser is not None and any(True for _ in regulariser.parameters()):
-            # Li's layer weights are not decayed; Safarani's readout and task weights are (their code)
-            decay = training.weight_decay if getattr(regulariser, "weight_decay", False) else 0.0
-            params.append({"params": list(regulariser.parameters()), "weight_decay": decay})
-        return torch.optim.SGD(params, lr=training.lr, momentum=training.momentum)
-
-    history: list[dict] = []
-    start = 0
-    optimiser_state = None
-    # plateau schedule with restore_best: the weights of the best validation epoch are the result
-    restore_best = training.lr_schedule.get("kind") == "plateau" and training.lr_schedule.get("restore_best", True)
-    best = None  # {"epoch", "val_accuracy", "model", "regulariser"}
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ckpt.get("spec_hash") == spec_hash:
-            model.load_state_dict(ckpt["model"])
-            if regulariser is not None:
-                regulariser.load_state_dict(ckpt["regulariser"])
-            history, start = ckpt["history"], ckpt["epoch"] + 1
-            optimiser_state = ckpt["optimiser"]
-            best = ckpt.get("best")
-            # the global generator feeds stochastic layers (a VOneBlock's noise): resume it too
-            if "torch_rng" in ckpt:
-                torch.set_rng_state(ckpt["torch_rng"].cpu())
-            if device.type == "cuda" and "cuda_rng" in ckpt:
-                torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), device)
-            print(f"resuming from {ckpt_path} after epoch {ckpt['epoch']}", flush=True)
-        else:
-            print(f"ignoring {ckpt_path}: it belongs to a different configuration", flush=True)
-    if oracle is not None and start > oracle.pretrain_epochs:
-        oracle.enter_second_stage(model, None, reinitialise=False)  # the checkpoint holds the retrained rest
-    optimiser = make_optimiser()
-    if optimiser_state is not None and not (oracle is not None and start == oracle.pretrain_epochs):
-        optimiser.load_state_dict(optimiser_state)
-
-    train_x_dev, train_y_dev = train_x.to(device), train_y.to(device)
-    bns = batchnorm_layers(model)
     stim_dev = stim.to(device).contiguous(memory_format=memory_format)
-    all_test_rows = torch.as_tensor(np.flatnonzero(stimulus_tiers == "test"), device=device)
-    n = len(train_x)
-    steps = n // training.batch_size  # drop the ragged last batch: BN needs > 1 sample
+    run_epoch = EpochStep(model, regulariser, data, stim_dev, training, device, precision, memory_format,
+                          PENALTY_TERMS.get(arm.get("regulariser"), "regulariser term"), progress)
+    diagnostic_taps = regularised_layers(arm) or tuple(model_cfg.get("diagnostic_layers")
+                                                       or DEFAULT_DIAGNOSTIC_TAPS[model_cfg["architecture"]])
+    score_epoch = EpochScores(model, regulariser, data, stim_dev, diagnostic_taps, training, device)
     for epoch in range(start, training.total_epochs(oracle)):
         lr, stop = learning_rate_and_stop(training, epoch, history, oracle)
         if stop:
@@ -416,113 +652,33 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
                   f"{training.lr_schedule.get('max_decays')} times", flush=True)
             break
         g = epoch_generator(seed, epoch)
-        pretraining = oracle is not None and oracle.in_pretraining(epoch)
-        if oracle is not None and epoch == oracle.pretrain_epochs:
+        if oracle is not None and epoch == oracle.pretrain_epochs:  # the oracle's second stage
             oracle.enter_second_stage(model, g, reinitialise=True)
-            optimiser = make_optimiser()
-            best = None  # the result is the retrained network
+            optimiser = make_optimiser(model, regulariser, training)
+            best.reset()  # the result is the retrained network
         for group in optimiser.param_groups:
             group["lr"] = lr
-        order = torch.randperm(n, generator=g).to(device)
-        model.train()
-        if oracle is not None and not pretraining:
-            for block in oracle.core_modules(model):
-                block.eval()  # frozen core: BatchNorm keeps its statistics
-        # Running sums stay on the device: no host synchronisation inside the step loop.
-        sums = torch.zeros(4, device=device)  # loss, ce, similarity, correct
-        n_active = 0  # steps that added the regulariser's penalty
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{training.total_epochs(oracle)}", disable=not progress,
-                   mininterval=5, file=None)
-        for step in bar:
-            idx = order[step * training.batch_size:(step + 1) * training.batch_size]
-            y = train_y_dev[idx]
-            if pretraining:
-                loss, ce, sim, logits = _oracle_step(model, oracle, train_x_dev[idx], y, training, g,
-                                                     memory_format, device, precision)
-                n_active += 1
-            else:
-                x = augment(train_x_dev[idx].float() / 255.0, training, g).contiguous(memory_format=memory_format)
-                with autocast(device, precision):
-                    logits = model(x).float()
-                ce = F.cross_entropy(logits, y)
-                n_batches = regulariser.stimulus_batches(epoch, step) if regulariser is not None else 0
-                sim = None
-                for _ in range(n_batches):
-                    rows = regulariser.stimulus_batch(g).to(device)
-                    # Stimuli get their own forward pass, and BatchNorm's running statistics ignore
-                    # it: the classifier's batches and the evaluated network are then built exactly
-                    # as in the unregularised arm, and only the regulariser's gradient differs.
-                    with frozen_batchnorm_statistics(bns), autocast(device, precision):
-                        _, feats = model.forward_taps(stim_dev[rows], regulariser.taps, features_only=True)
-                    term = regulariser.loss({t: f.float() for t, f in feats.items()}, rows)
-                    sim = term if sim is None else sim + term
-                loss = regulariser.total_loss(ce, sim) if regulariser is not None else ce
-                n_active += n_batches > 0
-                sim = torch.zeros((), device=device) if sim is None else sim
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            sums += torch.stack([loss.detach(), ce.detach(), sim.detach(),
-                                 (logits.detach().argmax(1) == y).sum().float()])
-        sums = dict(zip(("loss", "ce", "sim", "correct"), sums.tolist()))
-        val_loss, val_acc = evaluate(model, val_x, val_y, training.eval_batch_size, device)
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": sums["loss"] / steps,
-               "train_ce": sums["ce"] / steps, "train_similarity_loss": sums["sim"] / max(n_active, 1),
-               "train_accuracy": sums["correct"] / (steps * training.batch_size),
-               "val_loss": val_loss, "val_accuracy": val_acc,
-               "heldout_similarity_r": heldout_similarity_fit(model, regulariser, diag_taps, stim_dev,
-                                                              test_rows, diag_target, device)}
-        if oracle is not None:
-            row["stage"] = "pretraining" if pretraining else "retraining"
-        if training.track_test:
-            row.update(epoch_test_metrics(model, test, train_x[:training.train_eval_images],
-                                          train_y[:training.train_eval_images], superclass_of_class,
-                                          training.eval_batch_size, device))
-        if isinstance(regulariser, MTLRegulariser):
-            row.update(regulariser.heldout_prediction(model, stim_dev, all_test_rows, (context or {}).get("responses")))
-        if regulariser is not None:
-            row.update(regulariser.log())
+        sums = run_epoch(epoch, optimiser, g)
+        row = {"epoch": epoch + 1, "lr": lr, **sums.history_entries(), **score_epoch(epoch)}
         history.append(row)
         print(json.dumps(row), flush=True)
-        if restore_best and (best is None or val_acc > best["val_accuracy"]):
-            best = {"epoch": epoch + 1, "val_accuracy": val_acc,
-                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-                    "regulariser": {k: v.detach().clone() for k, v in regulariser.state_dict().items()}
-                    if regulariser is not None else {}}
-        _atomic_save({"epoch": epoch, "spec_hash": spec_hash, "model": model.state_dict(), "best": best,
-                      "optimiser": optimiser.state_dict(),
-                      "regulariser": regulariser.state_dict() if regulariser is not None else {},
-                      "torch_rng": torch.get_rng_state(),
-                      **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-                      "history": history}, ckpt_path)
+        best.update(epoch + 1, row["val_accuracy"], model, regulariser)
+        checkpoint.save(epoch, model, optimiser, regulariser, history, best.state)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             return pd.DataFrame(history)
 
-    if restore_best and best is not None:
-        print(f"restoring the weights of epoch {best['epoch']} (best validation accuracy {best['val_accuracy']:.4f})",
-              flush=True)
-        model.load_state_dict(best["model"])
-        if regulariser is not None:
-            regulariser.load_state_dict(best["regulariser"])
-    frame = pd.DataFrame(history)
-    if restore_best and best is not None:
-        frame["restored"] = frame["epoch"] == best["epoch"]
-    # an MTL arm's neural head is kept beside the classifier (neural prediction performance)
-    head = regulariser.state_dict() if isinstance(regulariser, MTLRegulariser) else None
-    save_classifier(model, model_cfg, n_classes, channels, out_dir / "model.pt", neural_head=head)
-    tmp = out_dir / "history.csv.tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, out_dir / "history.csv")
-    ckpt_path.unlink(missing_ok=True)
+    frame = best.restore(model, regulariser, history)
+    write_results(out_dir, model, model_cfg, data, regulariser, frame)
+    checkpoint.remove()
     return frame
 
 
 def save_classifier(model, model_cfg: dict, n_classes: int, channels: int, path: Path,
                     neural_head: dict | None = None) -> None:
     extra = {} if neural_head is None else {"neural_head": {k: v.detach().cpu() for k, v in neural_head.items()}}
-    _atomic_save({"model_cfg": dict(model_cfg), "num_classes": n_classes, "in_channels": channels, **extra,
-                  # contiguous: the canonical layout, whatever memory format training used
-                  "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}}, Path(path))
+    atomic_save({"model_cfg": dict(model_cfg), "num_classes": n_classes, "in_channels": channels, **extra,
+                 # contiguous: the canonical layout, whatever memory format training used
+                 "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}}, Path(path))
 
 
 def load_classifier(path, device="cpu"):
