@@ -107,7 +107,8 @@ class BestEpoch:
 
     @classmethod
     def for_schedule(cls, lr_schedule: dict, state: dict | None = None) -> "BestEpoch":
-        return cls(lr_schedule.get("kind") == "plateau" and lr_schedule.get("restore_best", True), state)
+        # TrainingConfig fills the plateau schedule's restore_best from the schema
+        return cls(lr_schedule["kind"] == "plateau" and lr_schedule["restore_best"], state)
 
     def reset(self) -> None:
         self.state = None

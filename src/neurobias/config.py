@@ -153,24 +153,29 @@ def _packaged_schema() -> dict:
     return load_schema()
 
 
-def with_defaults(section: dict, definition: str) -> dict:
-    """A copy of one config section with the schema's defaults for ``$defs/<definition>`` filled in
-    (``arm``, ``dataset``, ``v1_model``, ...): for code called outside the workflow, on a section
-    that did not come through :func:`validate_config`."""
-    schema = _packaged_schema()
-    filled = copy.deepcopy(section)
-    fill_defaults(filled, schema["$defs"][definition], schema)
-    return filled
-
-
-def schema_default(*path: str):
-    """The schema's default at a path of definitions and properties, e.g.
-    ``schema_default("study", "similarity", "rsm_metric")``."""
+def _schema_node(path: tuple[str, ...]) -> dict:
+    """The subschema at a path of a definition then properties, e.g. ("study", "training")."""
     schema = _packaged_schema()
     node = schema["$defs"][path[0]]
     for key in path[1:]:
         node = _resolve(node, schema)["properties"][key]
-    return _resolve(node, schema)["default"]
+    return _resolve(node, schema)
+
+
+def with_defaults(section: dict, *path: str) -> dict:
+    """A copy of one config section with the schema's defaults filled in, the section named by a
+    definition and properties below it (``"arm"``; ``"study", "training", "lr_schedule"``): for
+    code called outside the workflow, on a section that did not come through
+    :func:`validate_config`."""
+    filled = copy.deepcopy(section)
+    fill_defaults(filled, _schema_node(path), _packaged_schema())
+    return filled
+
+
+def schema_default(*path: str):
+    """The schema's default at a path of a definition and properties, e.g.
+    ``schema_default("study", "similarity", "rsm_metric")``."""
+    return _schema_node(path)["default"]
 
 
 # Mappings whose order means something (the order of figures' arms, of studies in `rule all`).

@@ -53,7 +53,7 @@ def run(smk) -> None:
     job = JOBS[smk.rule]
     kwargs = job_arguments((smk.input, smk.output, smk.params))
     if "progress" in inspect.signature(job).parameters:
-        kwargs["progress"] = bool(smk.config.get("progress", True))
+        kwargs["progress"] = bool(smk.config["progress"])  # validated: the schema's default is filled
     with job_environment(smk.log[0] if smk.log else None, smk.threads):
         job(**kwargs)
 

@@ -37,6 +37,7 @@ from .checkpoint import BestEpoch, Checkpoint, atomic_save, digest, run_hash
 from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
 from .models import build_classifier
 from .regularisers import MTLRegulariser, build_regulariser, regularised_layers
+from .config import with_defaults
 from .regularisers.oracle import OracleTraining
 from .robustness.label_noise import corrupt_labels
 
@@ -66,6 +67,9 @@ class TrainingConfig:
     track_test: bool = False
     train_eval_images: int = 5000
 
+    def __post_init__(self):
+        # the schedule's own defaults (plateau's factor, patience, ...) come from the config schema
+        self.lr_schedule = with_defaults(self.lr_schedule, "study", "training", "lr_schedule")
 
     def total_epochs(self, oracle=None) -> int:
         """Epochs of the run: an oracle arm pretrains its core first (``oracle.pretrain_epochs``)."""
@@ -94,7 +98,7 @@ def autocast(device, precision: str):
 
 def learning_rate(cfg: TrainingConfig, epoch: int) -> float:
     s = cfg.lr_schedule
-    kind = s.get("kind", "constant")
+    kind = s["kind"]
     if kind == "constant":
         return cfg.lr
     if kind == "plateau":
@@ -128,8 +132,7 @@ def learning_rate_and_stop(cfg: TrainingConfig, epoch: int, history: list[dict],
         stage_cfg = replace(cfg, epochs=oracle.pretrain_epochs) if pretraining else cfg
         return learning_rate(stage_cfg, epoch), False
     s = cfg.lr_schedule
-    factor, patience = s.get("factor", 0.3), s.get("patience", 5)
-    threshold, max_decays = s.get("threshold", 1e-3), s.get("max_decays", 3)
+    factor, patience, threshold, max_decays = s["factor"], s["patience"], s["threshold"], s["max_decays"]
     lr, best, bad, decays = cfg.lr, -math.inf, 0, 0
     for row in history[:epoch]:
         if row["val_accuracy"] > best + threshold:
