@@ -10,11 +10,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, also without `pip install -e`
 
 from neurobias import rule_params
-from neurobias.config import ConfigError, arm_model, example_arms, oracle_readout, similarity_targets, validate_config
+from neurobias.config import (ConfigError, arm_model, example_arms, oracle_readout, resolve_extends,
+                              similarity_targets, validate_config)
 from neurobias.layer_names import DEFAULT_EV_LAYERS
 from neurobias.sources import VGG19_FILE, download_filename, image_size_of
 
 try:
+    resolve_extends(config, workflow.basedir)  # a preset's `extends:` is relative to the repository
     validate_config(config)  # also fills in every default the schema declares
 except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
