@@ -185,3 +185,50 @@ def test_a_config_change_reruns_exactly_what_it_affects(tiny_local_run, tmp_path
     counts = {rule: int(n) for rule, n in dry_run_counts(tiny_local_run, changed).items()
               if rule not in ("all", "total", "jobid:")}
     assert counts == expected
+
+
+@pytest.mark.slow
+def test_kill_9_of_snakemake_then_unlock_resumes_to_the_same_model(tiny_local_run, tmp_path):
+    """kill -9 of snakemake and its training job after the first epoch's checkpoint; `--unlock`,
+    rerun: the model and history equal an uninterrupted run's, bit for bit (same machine, CPU)."""
+    import os
+    import signal
+    import time
+
+    config = yaml.safe_load(TINY.read_text())
+    config["studies"]["tiny"]["training"]["epochs"] = 6
+    longer = tmp_path / "longer.yaml"
+    longer.write_text(yaml.safe_dump(config))
+    target = "results/train/tiny/neural_model/seed1/model.pt"
+    runs = {}
+    for name in ("uninterrupted", "killed"):
+        work = tmp_path / name
+        shutil.copytree(tiny_local_run, work, ignore=shutil.ignore_patterns("locks"))
+        runs[name] = work
+    r = snakemake(runs["uninterrupted"], target, config=longer)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    work = runs["killed"]
+    checkpoint = work / "results/train/tiny/neural_model/seed1/checkpoint.pt"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(TINY.parents[2] / "Snakefile"), "--directory", str(work),
+           "--configfile", str(longer), "--cores", "1", target]
+    proc = subprocess.Popen(cmd, cwd=TINY.parents[2], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert checkpoint.exists() and proc.poll() is None, "the job ended or never wrote a checkpoint"
+    os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its job, as a lost session would
+    proc.wait()
+    assert not (work / target).exists()
+    assert any((work / ".snakemake/locks").iterdir())  # the stale lock that --unlock clears
+    assert snakemake(work, "--unlock", config=longer, cores=False).returncode == 0
+    r = snakemake(work, target, config=longer)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = (work / "logs/train/tiny/neural_model/seed1.log").read_text()
+    assert "resuming from" in log
+    want = torch.load(runs["uninterrupted"] / target, weights_only=True)["state_dict"]
+    got = torch.load(work / target, weights_only=True)["state_dict"]
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    history = "results/train/tiny/neural_model/seed1/history.csv"
+    assert (work / history).read_text() == (runs["uninterrupted"] / history).read_text()
