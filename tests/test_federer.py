@@ -34,7 +34,16 @@ from neurobias.neural.similarity import off_diagonal
 from neurobias.regularisers import RSMRegulariser, build_regulariser
 from neurobias.regularisers.rsm import rsm_cost
 from neurobias.robustness.label_noise import corrupt_labels
-from neurobias.stats import GROUP_KEYS, compare_to_baseline, learning_curve_records, significance_mark
+from statsmodels.stats.multitest import multipletests
+
+from neurobias.stats import (
+    GROUP_KEYS,
+    LEARNING_CURVE_BETTER,
+    compare_to_baseline,
+    final_epoch_tests,
+    learning_curve_records,
+    significance_mark,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FED_TINY = ROOT / "tests" / "configs" / "federer_tiny.yaml"
@@ -413,8 +422,9 @@ def test_learning_curve_records_rows():
 
 
 def test_learning_curve_tests_equal_scipy_welch():
+    # compare_to_baseline still runs Welch per epoch when asked (the workflow tests the final epoch)
     tidy = _tidy()
-    tests = compare_to_baseline(tidy, baseline="no_neural", by=(*GROUP_KEYS, "epoch"))
+    tests = compare_to_baseline(tidy, baseline="no_neural", by=(*GROUP_KEYS, "epoch"), test="welch")
     assert len(tests) == 2 * len(EPOCHS) * 2  # levels x epochs x metrics, one non-baseline arm
     assert set(tests["arm"]) == {"v1"}
     for _, row in tests.iterrows():
@@ -436,6 +446,49 @@ def test_learning_curve_tests_equal_scipy_welch():
     none = cell(0.0, 3)  # same means, jitter only
     assert none["p"] > 0.05 and none["significance"] == ""
     assert cell(0.5, 1)["significance"] == ""  # identical design at epoch 1
+
+
+def test_final_epoch_tests_are_paired_holm_adjusted_and_directed():
+    tidy = _tidy().sample(frac=1.0, random_state=3)  # row order must not matter
+    tests = final_epoch_tests(tidy, baseline="no_neural")
+    last = max(EPOCHS)
+    assert set(tests["epoch"]) == {last}  # no per-epoch p-values
+    assert len(tests) == 2 * 2  # levels x metrics, one non-baseline arm
+    assert set(tests["test"]) == {"paired"} and set(tests["correction"]) == {"holm"}
+    for _, row in tests.iterrows():
+        cell = tidy[(tidy["level"] == row["level"]) & (tidy["epoch"] == last) & (tidy["metric"] == row["metric"])]
+        a = cell[cell["arm"] == "v1"].sort_values("seed")["value"].to_numpy()
+        b = cell[cell["arm"] == "no_neural"].sort_values("seed")["value"].to_numpy()
+        assert row["better"] == "higher" and row["alternative"] == "greater"
+        assert row["p"] == pytest.approx(sps.ttest_rel(a, b, alternative="greater").pvalue, rel=1e-10, abs=1e-300)
+        assert row["n_pairs"] == 5
+        assert row["difference"] == pytest.approx((a - b).mean())
+    # one family: both levels and both metrics against the baseline
+    np.testing.assert_allclose(tests["p_adjusted"], multipletests(tests["p"], method="holm")[1], rtol=1e-10)
+    for _, row in tests.iterrows():
+        assert row["significance"] == significance_mark(row["p_adjusted"])
+    big = tests[(tests["level"] == 0.5) & (tests["metric"] == "test_accuracy")].iloc[0]
+    assert big["p_adjusted"] < 0.001 and big["significance"] == "**"
+    welch = final_epoch_tests(tidy, baseline="no_neural", test="welch", correction="bh")
+    assert set(welch["test"]) == {"welch"} and set(welch["correction"]) == {"bh"}
+    np.testing.assert_allclose(welch["p_adjusted"], multipletests(welch["p"], method="fdr_bh")[1], rtol=1e-10)
+
+
+def test_generalisation_error_higher_is_better():
+    """train - test loss: memorising drives it down, so a higher value is the better network."""
+    assert LEARNING_CURVE_BETTER == {"test_accuracy": "higher", "generalisation_error": "higher",
+                                     "within_superclass_error": "higher"}
+    frames = []
+    for arm, gap in (("no_neural", -0.5), ("v1", -0.1), ("overfits", -0.9)):  # v1 overfits least
+        for seed in SEEDS5:
+            h = pd.DataFrame({"epoch": [1, 2], "test_accuracy": [0.5, 0.5 + 0.01 * seed],
+                              "generalisation_error": [0.0, gap + JIT[seed] + 0.01 * (arm == "v1") * seed]})
+            frames.append(learning_curve_records(h, study="fed", arm=arm, seed=seed))
+    tests = final_epoch_tests(pd.concat(frames), baseline="no_neural").set_index(["arm", "metric"])
+    assert tests.loc[("v1", "generalisation_error"), "alternative"] == "greater"
+    assert tests.loc[("v1", "generalisation_error"), "significance"] == "**"
+    assert tests.loc[("overfits", "generalisation_error"), "p"] > 0.99
+    assert tests.loc[("overfits", "generalisation_error"), "significance"] == ""
 
 
 def test_significance_marks_thresholds():
@@ -661,16 +714,18 @@ def fig_inputs(tmp_path_factory):
     study = validate_config(yaml.safe_load(FED_TINY.read_text()))["studies"]["fed"]
     study["seeds"] = list(SEEDS5)
     paths = {}
-    for arm, kw in FIG_HIST.items():
+    for k, (arm, kw) in enumerate(FIG_HIST.items()):
         for seed in SEEDS5:
             p = d / f"{arm}_{seed}.csv"
-            history(**kw, seed=seed).to_csv(p, index=False)
+            # each arm's jitter rotated: seeds are paired across arms but not identical
+            history(**kw, seed=(seed + k) % len(SEEDS5)).to_csv(p, index=False)
             paths[(arm, seed)] = p
     out = d / "stats"
     runs = list(paths)
     stats_learning_curves(histories=[paths[r] for r in runs], tidy=out / "tidy.csv", summary=out / "summary.csv",
                           tests=out / "tests.csv", study="fed", runs=runs, arms_cfg=learning_curve_arms(study),
-                          baseline=study["baseline_arm"], metrics=study["evaluations"]["learning_curves"].get("metrics"))
+                          baseline=study["baseline_arm"], metrics=study["evaluations"]["learning_curves"].get("metrics"),
+                          statistics=study["statistics"])
     return study, out / "summary.csv", out / "tests.csv"
 
 
@@ -700,9 +755,15 @@ def test_learning_curve_statistics_tables(fig_inputs):
     assert r_of["no_neural"] == 0.0 and r_of["v1"] == 0.1 and r_of["v1_r1"] == 1.0
     # hand mean of v1 at 0.5, last epoch: 0.22 + 2 * 0.10 + mean(JIT) = 0.42
     assert _final_mean(summary, "v1", 0.5) == pytest.approx(0.22 + 0.2 + np.mean(JIT))
-    # every test is against no_neural at the same level and epoch
+    # every test is against no_neural at the same level, at the final epoch only, as the config says
     assert set(tests["baseline"]) == {"no_neural"}
     assert set(tests.loc[tests["level"] == 0.5, "arm"]) == {"v1"}
+    assert set(tests["epoch"]) == {max(EPOCHS)} and set(summary["epoch"]) == set(EPOCHS)
+    assert study["statistics"] == {"test": "paired", "correction": "holm"}
+    assert set(tests["test"]) == {"paired"} and set(tests["correction"]) == {"holm"}
+    assert {"p", "p_adjusted", "better", "alternative", "n_pairs", "r"} <= set(tests.columns)
+    np.testing.assert_allclose(tests["p_adjusted"], multipletests(tests["p"], method="holm")[1], rtol=1e-10)
+    assert len(tests) == (len(FIG_HIST) - 3 + 1) * 2  # clean: 5 arms, 0.5: v1; two metrics
 
 
 def test_federer_figures_render(fig_inputs, tmp_path):
@@ -737,6 +798,32 @@ def test_teacher_bars_heights_and_marks(fig_inputs):
     assert stars[0].get_text() in ("*", "**")
     assert stars[0].xy[0] == pytest.approx(teachers.index("v1"))
     assert stars[0].xy[1] >= bars["v1"].get_height()
+
+
+def test_curve_marks_only_at_the_final_epoch(fig_inputs):
+    study, summary_path, tests_path = fig_inputs
+    summary, tests = pd.read_csv(summary_path), pd.read_csv(tests_path)
+    ax = draw_metric_over_epochs(_ax(), summary, tests, metric="test_accuracy", arms=("no_neural", "v1"),
+                                 levels=[0.0, 0.5])
+    stars = [t for t in ax.texts if t.get_gid() == STAR_GID]
+    assert stars and {t.xy[0] for t in stars} == {max(EPOCHS)}
+    final = tests[(tests["arm"] == "v1") & (tests["metric"] == "test_accuracy")]
+    assert sorted(t.get_text() for t in stars) == sorted(m for m in final["significance"].fillna("") if m)
+
+
+def test_federer_caption_says_which_test(fig_inputs, tmp_path, monkeypatch):
+    import neurobias.figures as figures
+    study, summary_path, tests_path = fig_inputs
+    seen = {}
+    monkeypatch.setitem(figures.FIGURES, "federer_fig6", lambda summary, tests, **kw: seen.update(kw))
+    figure_federer(summary=summary_path, tests=tests_path, pdf=tmp_path / "f.pdf", png=tmp_path / "f.png",
+                   figure="federer_fig6", study="fed", roles=federer_roles(study), architecture="cornet_z",
+                   n_seeds=5, note="")
+    note = seen["note"]
+    assert "one-tailed paired t-test over seeds vs r = 0 on the same labels" in note
+    assert "Holm-adjusted within the 12 comparisons" in note
+    assert "higher generalisation_error" in note and "final epoch" in note
+    assert "Welch" not in note
 
 
 def test_panel_c_without_superclasses(fig_inputs):

@@ -193,3 +193,65 @@ def test_stars_of_several_arms_stack_without_overlap():
         top = (summary.loc[summary["level"] == x, "mean"] + summary.loc[summary["level"] == x, "sem"]).max()
         assert y > top
         assert y < ax.get_ylim()[1]
+
+
+# -- marks from the adjusted p, in the direction that is better; captions say which test ----------
+def test_stars_use_the_adjusted_p():
+    df = tidy()
+    # neural_data: the baseline + 0.025 + noise, raw one-tailed p ~ 0.02 at every level
+    extra = df[df["arm"] == "none"].assign(arm="neural_data", value=lambda d: d["value"] + 0.025)
+    extra["value"] += np.tile([0.01, -0.01, 0.0, 0.005, -0.005], len(LEVELS))
+    df = pd.concat([df, extra], ignore_index=True)
+    raw = compare_to_baseline(df, test="welch", correction="none")
+    holm = compare_to_baseline(df, test="welch", correction="holm")
+    # a comparison whose raw p earns a star that the Holm-adjusted p takes away
+    lost = holm[(holm["p"] < 0.05) & (holm["p_adjusted"] >= 0.05) & (holm["difference"] > 0)]
+    assert len(lost) >= 1
+
+    def stars(comparisons):
+        fig = Figure()
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        draw_noise_robustness(ax, summarise(df), comparisons)
+        return [t for t in ax.texts if t.get_gid() == STAR_GID]
+
+    n_raw = len(raw[(raw["p"] < 0.05) & (raw["difference"] > 0)])
+    n_holm = len(holm[(holm["p_adjusted"] < 0.05) & (holm["difference"] > 0)])
+    assert n_holm < n_raw
+    assert len(stars(raw)) == n_raw
+    assert len(stars(holm)) == n_holm
+
+
+def test_stars_follow_the_better_direction():
+    from neurobias.figures.noise_robustness import significant_better
+    comparisons = pd.DataFrame({"arm": ["a", "b", "c"], "level": [0.0] * 3, "difference": [0.2, -0.2, -0.2],
+                                "p": [0.001] * 3, "p_adjusted": [0.01, 0.01, 0.2],
+                                "better": ["higher", "lower", "lower"]})
+    assert list(significant_better(comparisons)["arm"]) == ["a", "b"]
+    # tables without p_adjusted/better: raw p, higher is better
+    assert list(significant_better(comparisons.drop(columns=["p_adjusted", "better"]))["arm"]) == ["a"]
+
+
+def test_noise_caption_says_which_test(tmp_path, monkeypatch):
+    import neurobias.data as data
+    import neurobias.figures as figures
+    from neurobias.jobs import figure_noise_robustness, stats as stats_job
+    paths = []
+    for arm, frame in tidy().groupby("arm"):
+        paths.append(tmp_path / f"{arm}.csv")
+        frame.to_csv(paths[-1], index=False)
+    stats_job(tables=paths, summary=tmp_path / "summary.csv", tests=tmp_path / "tests.csv", baseline="none",
+              controls=["shuffle"], statistics={"test": "paired", "correction": "bh"})
+    seen = {}
+    monkeypatch.setattr(data, "load_split", lambda path: (None, None, list(range(10))))
+    monkeypatch.setitem(figures.FIGURES, "noise_robustness",
+                        lambda summary, comparisons, **kw: seen.update(kw, comparisons=comparisons))
+    figure_noise_robustness(summary=tmp_path / "summary.csv", tests=tmp_path / "tests.csv", test_split="x",
+                            pdf=tmp_path / "f.pdf", png=tmp_path / "f.png", study="demo", baseline="none",
+                            n_seeds=5, note="")
+    assert set(seen["comparisons"]["baseline"]) == {"none"}
+    n = len(seen["comparisons"])  # 3 arms x 4 levels against the baseline: one family
+    assert n == 12
+    assert seen["note"].endswith(
+        "(one-tailed paired t-test over seeds vs baseline (better: higher accuracy), "
+        f"p Benjamini–Hochberg-adjusted (FDR) within the {n} comparisons with the same baseline).")

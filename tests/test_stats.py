@@ -1,4 +1,5 @@
-"""Tests for neurobias.stats: summarise and compare_to_baseline."""
+"""Tests for neurobias.stats: summarise and compare_to_baseline (Welch and paired tests, direction,
+multiple-comparison adjustment), and the ``stats`` job's tests table."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from neurobias.stats import compare_to_baseline, significance_mark, summarise, welch_df
+from statsmodels.stats.multitest import multipletests
+
+from neurobias.stats import (
+    METRIC_BETTER,
+    adjust_p,
+    compare_to_baseline,
+    describe_tests,
+    significance_mark,
+    summarise,
+    welch_df,
+)
 
 LEVELS = (0.0, 0.1)
 SEEDS = (0, 1, 2, 3, 4)
@@ -108,8 +119,13 @@ def test_compare_matches_scipy_and_hand_welch():
         "study", "evaluation", "condition", "level", "metric",
         "arm", "baseline", "mean", "sem", "n",
         "baseline_mean", "baseline_sem", "baseline_n",
-        "difference", "t", "df", "p", "significance",
+        "difference", "test", "n_pairs", "t", "df", "better", "alternative",
+        "p", "correction", "p_adjusted", "significance",
     ]
+    # the library default is today's unpaired, unadjusted test
+    assert set(out["test"]) == {"welch"} and set(out["correction"]) == {"none"}
+    assert out["n_pairs"].isna().all()
+    assert np.array_equal(out["p_adjusted"].to_numpy(), out["p"].to_numpy())
     assert len(out) == 4  # 2 non-baseline arms x 2 levels
     assert set(out["baseline"]) == {"none"}
     for level in LEVELS:
@@ -226,3 +242,217 @@ def test_welch_df_helper():
     _, df_hand = hand_welch(a, b)
     assert welch_df(a.var(ddof=1), a.size, b.var(ddof=1), b.size) == pytest.approx(df_hand)
     assert math.isnan(welch_df(1.0, 1, 1.0, 5))
+
+
+# --------------------------------------------------------------------------- #
+# paired test
+# --------------------------------------------------------------------------- #
+def _by_seed(df, arm, level, metric="accuracy"):
+    cell = df[(df["arm"] == arm) & (df["level"] == level) & (df["metric"] == metric)]
+    return cell.set_index("seed")["value"]
+
+
+def test_paired_matches_ttest_rel_matched_by_seed_not_by_row_order():
+    df = tidy()
+    # rows in random order, so each arm's seeds come in a different order
+    shuffled = df.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    out = compare_to_baseline(shuffled, test="paired")
+    assert set(out["test"]) == {"paired"}
+    row_order_differs = []
+    for level in LEVELS:
+        base = _by_seed(df, "none", level).sort_index()
+        for arm in ("neural_model", "shuffle"):
+            a = _by_seed(df, arm, level).sort_index()
+            ref = sps.ttest_rel(a.to_numpy(), base.to_numpy(), alternative="greater")
+            row = out[(out["arm"] == arm) & (out["level"] == level)].iloc[0]
+            assert row["t"] == pytest.approx(ref.statistic, rel=1e-10)
+            assert row["p"] == pytest.approx(ref.pvalue, rel=1e-10)
+            assert row["df"] == 4 and row["n_pairs"] == 5
+            assert row["difference"] == pytest.approx((a - base).mean())
+            # pairing by the shuffled row order would give another answer: the matching matters
+            a_rows = shuffled[(shuffled["arm"] == arm) & (shuffled["level"] == level)]["value"].to_numpy()
+            b_rows = shuffled[(shuffled["arm"] == "none") & (shuffled["level"] == level)]["value"].to_numpy()
+            row_order_differs.append(
+                sps.ttest_rel(a_rows, b_rows, alternative="greater").pvalue != pytest.approx(row["p"]))
+    assert sum(row_order_differs) >= 3  # (one cell's variance of differences agrees by chance)
+
+
+def test_paired_differs_from_welch_on_correlated_seeds():
+    # each seed shifts every arm alike: huge between-seed spread, tiny constant gain
+    offsets = (0.0, 0.2, -0.15, 0.1, -0.05)
+    values = {("none", 0.0): [0.5 + o for o in offsets],
+              ("neural_model", 0.0): [0.52 + o + 0.001 * i for i, o in enumerate(offsets)]}
+    out_p = compare_to_baseline(tidy(values), test="paired").iloc[0]
+    out_w = compare_to_baseline(tidy(values), test="welch").iloc[0]
+    assert out_p["p"] < 1e-4 < 0.3 < out_w["p"]
+
+
+def test_paired_drops_seeds_missing_on_one_side_and_reports_n():
+    df = tidy()
+    df = df[~((df["arm"] == "neural_model") & (df["seed"] == 4))]
+    df = df[~((df["arm"] == "none") & (df["seed"] == 0))]
+    df.loc[(df["arm"] == "shuffle") & (df["seed"] == 2) & (df["level"] == 0.0), "value"] = np.nan
+    out = compare_to_baseline(df, test="paired").set_index(["arm", "level"])
+    row = out.loc[("neural_model", 0.0)]
+    assert (row["n"], row["baseline_n"], row["n_pairs"]) == (4, 4, 3)
+    common = [1, 2, 3]
+    a = np.asarray(VALUES[("neural_model", 0.0)])[common]
+    b = np.asarray(VALUES[("none", 0.0)])[common]
+    assert row["p"] == pytest.approx(sps.ttest_rel(a, b, alternative="greater").pvalue, rel=1e-10)
+    assert row["mean"] == pytest.approx(np.mean(VALUES[("neural_model", 0.0)][:4]))  # all its seeds
+    nan_row = out.loc[("shuffle", 0.0)]  # NaN at seed 2 dropped as well
+    assert nan_row["n_pairs"] == 3 and nan_row["n"] == 4
+    c = np.asarray(VALUES[("shuffle", 0.0)])[[1, 3, 4]]
+    d = np.asarray(VALUES[("none", 0.0)])[[1, 3, 4]]
+    assert nan_row["p"] == pytest.approx(sps.ttest_rel(c, d, alternative="greater").pvalue, rel=1e-10)
+
+
+def test_paired_with_fewer_than_two_pairs_is_nan_and_left_out_of_the_family():
+    df = tidy()
+    # neural_model at 0.1 shares only seed 0 with the baseline
+    df = df[~((df["arm"] == "neural_model") & (df["level"] == 0.1) & (df["seed"] > 0))]
+    out = compare_to_baseline(df, test="paired", correction="holm")
+    bad = out[(out["arm"] == "neural_model") & (out["level"] == 0.1)].iloc[0]
+    assert bad["n_pairs"] == 1 and math.isnan(bad["p"]) and math.isnan(bad["p_adjusted"])
+    assert bad["significance"] == ""
+    ok = out[out["p"].notna()]
+    assert len(ok) == 3
+    np.testing.assert_allclose(ok["p_adjusted"], multipletests(ok["p"], method="holm")[1], rtol=1e-12)
+
+
+def test_paired_needs_a_seed_column():
+    with pytest.raises(ValueError, match="seed"):
+        compare_to_baseline(tidy().drop(columns="seed"), test="paired")
+    # Welch does not
+    assert len(compare_to_baseline(tidy().drop(columns="seed"), test="welch")) == 4
+
+
+# --------------------------------------------------------------------------- #
+# multiple comparisons
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("correction, method", [("holm", "holm"), ("bh", "fdr_bh")])
+def test_adjusted_p_equals_multipletests_over_every_level_and_arm(correction, method):
+    out = compare_to_baseline(tidy(), test="paired", correction=correction)
+    assert set(out["correction"]) == {correction}
+    # one family: both arms x both levels against the one baseline
+    expected = multipletests(out["p"].to_numpy(), method=method)[1]
+    np.testing.assert_allclose(out["p_adjusted"], expected, rtol=1e-12)
+    assert (out["p_adjusted"] >= out["p"] - 1e-15).all()
+    # not per level: a per-level family would give other values
+    per_level = np.concatenate([multipletests(g["p"].to_numpy(), method=method)[1]
+                                for _, g in out.groupby("level", sort=False)])
+    assert not np.allclose(per_level, expected)
+
+
+def test_marks_use_the_adjusted_p():
+    out = compare_to_baseline(tidy(), test="welch", correction="holm").set_index(["arm", "level"])
+    row = out.loc[("neural_model", 0.1)]
+    # raw p would earn a star; the Holm-adjusted p (x3 here: the 2nd smallest of 4) does not
+    assert row["p"] < 0.05 <= row["p_adjusted"]
+    assert row["significance"] == ""
+    assert out.loc[("neural_model", 0.0), "significance"] == "**"
+    for (_, _), r in out.iterrows():
+        assert r["significance"] == significance_mark(r["p_adjusted"])
+
+
+def test_adjust_p_keeps_nan_and_none_is_identity():
+    p = np.array([0.01, np.nan, 0.04, 0.03])
+    holm = adjust_p(p, "holm")
+    assert math.isnan(holm[1])
+    np.testing.assert_allclose(holm[[0, 2, 3]], multipletests([0.01, 0.04, 0.03], method="holm")[1])
+    np.testing.assert_allclose(holm[[0, 2, 3]], [0.03, 0.06, 0.06])
+    np.testing.assert_array_equal(adjust_p(p, "none"), p)
+    with pytest.raises(ValueError, match="correction"):
+        adjust_p(p, "bonferroni")
+
+
+def test_invalid_test_or_correction_raise():
+    with pytest.raises(ValueError, match="test"):
+        compare_to_baseline(tidy(), test="mannwhitney")
+    with pytest.raises(ValueError, match="correction"):
+        compare_to_baseline(tidy(), correction="sidak")
+
+
+# --------------------------------------------------------------------------- #
+# direction
+# --------------------------------------------------------------------------- #
+def test_direction_columns_and_a_lower_is_better_metric():
+    acc = tidy()
+    rate = tidy().assign(metric="success_rate_l2")  # same numbers, but lower is better
+    df = pd.concat([acc, rate], ignore_index=True)
+    out = compare_to_baseline(df, test="paired", better=METRIC_BETTER)
+    a = out[out["metric"] == "accuracy"]
+    r = out[out["metric"] == "success_rate_l2"]
+    assert set(a["better"]) == {"higher"} and set(a["alternative"]) == {"greater"}
+    assert set(r["better"]) == {"lower"} and set(r["alternative"]) == {"less"}
+    for level in LEVELS:
+        base = _by_seed(rate, "none", level, "success_rate_l2").sort_index().to_numpy()
+        x = _by_seed(rate, "shuffle", level, "success_rate_l2").sort_index().to_numpy()
+        row = r[(r["arm"] == "shuffle") & (r["level"] == level)].iloc[0]
+        assert row["p"] == pytest.approx(sps.ttest_rel(x, base, alternative="less").pvalue, rel=1e-10)
+    # shuffle at 0.0 is far below the baseline: worse accuracy, better (lower) success rate
+    assert a.set_index(["arm", "level"]).loc[("shuffle", 0.0), "p"] > 0.99
+    assert r.set_index(["arm", "level"]).loc[("shuffle", 0.0), "p"] < 0.001
+
+
+def test_explicit_alternative_overrides_the_direction_but_better_stays():
+    out = compare_to_baseline(tidy(), better="higher", alternative="two-sided", test="paired")
+    assert set(out["alternative"]) == {"two-sided"} and set(out["better"]) == {"higher"}
+    row = out[(out["arm"] == "shuffle") & (out["level"] == 0.0)].iloc[0]
+    a = np.asarray(VALUES[("shuffle", 0.0)])
+    b = np.asarray(VALUES[("none", 0.0)])
+    assert row["p"] == pytest.approx(sps.ttest_rel(a, b).pvalue, rel=1e-10)
+    lower = compare_to_baseline(tidy(), better="lower", test="paired")
+    assert set(lower["alternative"]) == {"less"} and set(lower["better"]) == {"lower"}
+    row = lower[(lower["arm"] == "shuffle") & (lower["level"] == 0.0)].iloc[0]
+    assert row["p"] == pytest.approx(sps.ttest_rel(a, b, alternative="less").pvalue, rel=1e-10)
+    assert row["significance"] == "**"  # shuffle is far lower at 0.0
+
+
+def test_a_metric_without_a_direction_is_refused():
+    df = tidy().assign(metric="entropy")
+    with pytest.raises(ValueError, match="entropy"):
+        compare_to_baseline(df, better=METRIC_BETTER)
+    with pytest.raises(ValueError, match="metric"):
+        compare_to_baseline(tidy(), by=("study", "level"), better=METRIC_BETTER)
+    with pytest.raises(ValueError, match="higher"):
+        compare_to_baseline(tidy(), better="bigger")
+
+
+def test_describe_tests_words_the_table():
+    out = compare_to_baseline(tidy(), test="paired", correction="holm", better=METRIC_BETTER)
+    text = describe_tests(out)
+    assert text == ("one-tailed paired t-test over seeds vs baseline (better: higher accuracy), "
+                    "p Holm-adjusted within the 4 comparisons with the same baseline")
+    welch = describe_tests(compare_to_baseline(tidy()), "r = 0")
+    assert "Welch" in welch and "vs r = 0" in welch and "not adjusted" in welch
+
+
+# --------------------------------------------------------------------------- #
+# the stats job: families per baseline, bookkeeping metrics left out
+# --------------------------------------------------------------------------- #
+def test_stats_job_adjusts_each_baseline_as_its_own_family(tmp_path):
+    from neurobias.jobs import stats as stats_job
+    df = tidy()
+    extra = df[df["level"] == 0.0].assign(metric="n_images", value=100.0)
+    paths = []
+    for arm, frame in pd.concat([df, extra]).groupby("arm"):
+        paths.append(tmp_path / f"{arm}.csv")
+        frame.to_csv(paths[-1], index=False)
+    stats_job(tables=paths, summary=tmp_path / "out" / "summary.csv", tests=tmp_path / "out" / "tests.csv",
+              baseline="none", controls=["shuffle"], statistics={"test": "paired", "correction": "holm"})
+    tests = pd.read_csv(tmp_path / "out" / "tests.csv")
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert "n_images" in set(summary["metric"]) and "n_images" not in set(tests["metric"])
+    assert set(tests["test"]) == {"paired"} and set(tests["correction"]) == {"holm"}
+    assert set(tests["better"]) == {"higher"} and set(tests["alternative"]) == {"greater"}
+    assert tests.groupby("baseline").size().to_dict() == {"none": 4, "shuffle": 4}
+    for baseline, family in tests.groupby("baseline"):
+        np.testing.assert_allclose(family["p_adjusted"], multipletests(family["p"], method="holm")[1],
+                                   rtol=1e-10)
+    # one family over the whole table would give other adjusted values
+    assert not np.allclose(tests["p_adjusted"], multipletests(tests["p"], method="holm")[1])
+    row = tests[(tests["baseline"] == "shuffle") & (tests["arm"] == "neural_model") & (tests["level"] == 0.0)].iloc[0]
+    a = np.asarray(VALUES[("neural_model", 0.0)])
+    b = np.asarray(VALUES[("shuffle", 0.0)])
+    assert row["p"] == pytest.approx(sps.ttest_rel(a, b, alternative="greater").pvalue, rel=1e-10)

@@ -427,18 +427,23 @@ def evaluate_corruptions(*, models: list, histories: list, test_split, table, co
 
 
 # -- statistics and figures -----------------------------------------------------------------------
-def stats(*, tables: list, summary, tests, baseline: str, controls: list) -> None:
+def stats(*, tables: list, summary, tests, baseline: str, controls: list, statistics: dict) -> None:
     """Summary per arm and level; every arm vs the baseline, and vs each control arm (e.g. the
     regulariser arms vs Shuffle: does the real target beat a target with the same statistics?).
-    The ``baseline`` column of the tests table says which comparison a row is."""
-    from .stats import compare_to_baseline, summarise
+    The ``baseline`` column of the tests table says which comparison a row is; each baseline's rows
+    are one family for the multiple-comparison correction. statistics: the study's ``statistics``
+    (``test``: paired | welch, ``correction``: holm | bh | none). Bookkeeping metrics (the number
+    of attacked images) are summarised, not tested."""
+    from .stats import BOOKKEEPING_METRICS, METRIC_BETTER, compare_to_baseline, summarise
     started = time.time()
     tidy = pd.concat([pd.read_csv(p) for p in tables], ignore_index=True)
     _write_csv(summarise(tidy), summary)
-    comparisons = [compare_to_baseline(tidy, baseline=b) for b in [baseline, *controls]]
+    outcomes = tidy[~tidy["metric"].isin(BOOKKEEPING_METRICS)]
+    comparisons = [compare_to_baseline(outcomes, baseline=b, better=METRIC_BETTER, test=statistics["test"],
+                                       correction=statistics["correction"]) for b in [baseline, *controls]]
     _write_csv(pd.concat(comparisons, ignore_index=True), tests)
     write_provenance(Path(tests).parent, job="stats", filename=f"provenance_{Path(tests).stem}.json",
-                     config_slice={"baseline": baseline, "controls": list(controls),
+                     config_slice={"baseline": baseline, "controls": list(controls), "statistics": dict(statistics),
                                    "inputs": [str(p) for p in tables]}, started=started)
 
 
@@ -452,11 +457,14 @@ def tidy_arm(arm_name: str, arm: dict) -> str:
 
 
 def stats_learning_curves(*, histories: list, tidy, summary, tests, study: str, runs: list, arms_cfg: dict,
-                          baseline: str, metrics: list | None) -> None:
-    """Federer et al. 2020's statistics: per fraction of corrupted labels and epoch, each arm vs
-    the r = 0 arm (the baseline) trained on the same labels, one-tailed Welch t-test across seeds.
+                          baseline: str, metrics: list | None, statistics: dict) -> None:
+    """Federer et al. 2020's statistics: the curves as mean ± SEM per fraction of corrupted labels,
+    epoch and arm (descriptive), and at the final epoch each arm vs the r = 0 arm (the baseline)
+    trained on the same labels (:func:`neurobias.stats.final_epoch_tests`: one-tailed in the
+    direction that is better, ``statistics.test`` paired over seeds or Welch, p adjusted by
+    ``statistics.correction`` over the whole table).
     runs: the (arm, seed) of each history, in order; arms_cfg: :func:`neurobias.rule_params.learning_curve_arms`."""
-    from .stats import GROUP_KEYS, compare_to_baseline, learning_curve_records, summarise
+    from .stats import GROUP_KEYS, final_epoch_tests, learning_curve_records, summarise
     started = time.time()
     if len(runs) != len(histories):
         raise ValueError(f"stats_learning_curves: {len(histories)} histories for {len(runs)} (arm, seed) runs")
@@ -474,28 +482,34 @@ def stats_learning_curves(*, histories: list, tidy, summary, tests, study: str, 
     r_of = records.groupby("arm")["r"].first()
     per_arm["r"] = per_arm["arm"].map(r_of)
     _write_csv(per_arm, summary)
-    comparisons = compare_to_baseline(records, baseline=baseline, by=by)
+    comparisons = final_epoch_tests(records, baseline=baseline, test=statistics["test"],
+                                    correction=statistics["correction"])
     comparisons["r"] = comparisons["arm"].map(r_of)
     _write_csv(comparisons, tests)
     write_provenance(Path(tests).parent, job="stats_learning_curves", filename="provenance_learning_curves.json",
                      config_slice={"baseline": baseline, "runs": [list(r) for r in runs], "metrics": metrics,
-                                   "inputs": sorted(str(p) for p in histories)}, started=started)
+                                   "statistics": dict(statistics), "inputs": sorted(str(p) for p in histories)},
+                     started=started)
 
 
-def _significance_note(test: str) -> str:
-    return f"* p < 0.05, ** p < 0.001 ({test})."
+def _significance_note(tests: pd.DataFrame, versus: str = "baseline", metrics=None) -> str:
+    """The marks and the test that made them, worded from the tests table itself."""
+    from .stats import describe_tests
+    return f"* p < 0.05, ** p < 0.001 ({describe_tests(tests, versus, metrics)})."
 
 
 def figure_adversarial(*, tables: list, tests, pdf, png, study: str, baseline: str, n_seeds: int, note: str) -> None:
     from .figures import FIGURES
+    from .figures.adversarial import METRICS
     started = time.time()
     tidy = pd.concat([pd.read_csv(p) for p in tables], ignore_index=True)
-    tidy = tidy[tidy["metric"].isin(["median_l2", "median_linf"])]
-    caption = note + f" n = {n_seeds} seeds per arm; median minimal " \
-        "perturbation (Foolbox FMN) per model; bars mean ± SEM; * p < 0.05 (one-tailed Welch t-test vs baseline)."
+    tidy = tidy[tidy["metric"].isin(METRICS)]
     comparisons = pd.read_csv(tests)
-    FIGURES["adversarial"](tidy, comparisons[comparisons["baseline"] == baseline],
-                           title=f"{study}: minimal adversarial perturbation",
+    comparisons = comparisons[comparisons["baseline"] == baseline]  # stars: each arm vs the baseline
+    caption = note + f" n = {n_seeds} seeds per arm; median minimal " \
+        "perturbation (Foolbox FMN) per model; bars mean ± SEM; " + \
+        _significance_note(comparisons, metrics=METRICS)
+    FIGURES["adversarial"](tidy, comparisons, title=f"{study}: minimal adversarial perturbation",
                            note=caption.strip(), out_pdf=pdf, out_png=png)
     write_provenance(Path(pdf).parent, job="figure_adversarial", filename="provenance_adversarial.json",
                      config_slice={"study": study, "baseline": baseline, "n_seeds": n_seeds}, started=started)
@@ -509,8 +523,7 @@ def figure_noise_robustness(*, summary, tests, test_split, pdf, png, study: str,
     chance = 1.0 / len(load_split(test_split)[2])
     comparisons = pd.read_csv(tests)
     comparisons = comparisons[comparisons["baseline"] == baseline]  # stars: each arm vs the baseline
-    caption = note + f" n = {n_seeds} seeds per arm; mean ± SEM; " + \
-        _significance_note("one-tailed Welch t-test vs baseline")
+    caption = note + f" n = {n_seeds} seeds per arm; mean ± SEM; " + _significance_note(comparisons)
     FIGURES["noise_robustness"](pd.read_csv(summary), comparisons,
                                 title=f"{study}: accuracy under Gaussian noise",
                                 note=caption.strip(), out_pdf=pdf, out_png=png, chance=chance)
@@ -521,14 +534,16 @@ def figure_noise_robustness(*, summary, tests, test_split, pdf, png, study: str,
 def figure_federer(*, summary, tests, pdf, png, figure: str, study: str, roles: dict, architecture: str,
                    n_seeds: int, note: str) -> None:
     """Fig. 6 or Fig. 7 of Federer et al. 2020 (``figure``: federer_fig6 | federer_fig7);
-    roles: :func:`neurobias.rule_params.federer_roles`."""
+    roles: :func:`neurobias.rule_params.federer_roles`. Curves are mean ± SEM (descriptive); the
+    marks come from the final-epoch tests."""
     from .figures import FIGURES
     started = time.time()
-    caption = note + f" n = {n_seeds} seeds per arm; mean ± SEM; " + \
-        _significance_note("one-tailed Welch t-test vs r = 0 on the same labels")
+    comparisons = pd.read_csv(tests)
+    caption = note + f" n = {n_seeds} seeds per arm; mean ± SEM; marks at the final epoch only: " + \
+        _significance_note(comparisons, "r = 0 on the same labels")
     label = {"federer_fig6": "Fig. 6: neural data and corrupted labels",
              "federer_fig7": "Fig. 7: teacher variants and r"}[figure]
-    FIGURES[figure](pd.read_csv(summary), pd.read_csv(tests), roles=roles,
+    FIGURES[figure](pd.read_csv(summary), comparisons, roles=roles,
                     title=f"{study} ({architecture}): {label}",
                     note=caption.strip(), out_pdf=pdf, out_png=png)
     write_provenance(Path(pdf).parent, job=f"figure_{figure}", filename=f"provenance_{figure}.json",

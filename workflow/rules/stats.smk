@@ -1,5 +1,5 @@
 # Stage 7: statistics over seeds: per level, each arm vs the baseline and vs each control arm
-# (one-tailed Welch t-tests).
+# (one-tailed t-tests, paired over seeds or Welch, p adjusted per baseline: the study's `statistics`).
 
 
 rule stats:
@@ -18,6 +18,7 @@ rule stats:
     params:
         baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
         controls=lambda wc: study_cfg(wc.study)["control_arms"],
+        statistics=lambda wc: study_cfg(wc.study)["statistics"],
     log:
         "logs/stats/{study}/{evaluation}.log",
     threads: job_threads("cpu_jobs", 1)
@@ -38,8 +39,9 @@ def run_paths(pattern):
     return lambda wc: [pattern.format(study=wc.study, arm=arm, seed=seed) for arm, seed in study_runs(wc.study)]
 
 
-# Federer 2020: per fraction of corrupted labels and per epoch, each arm vs r = 0 (the baseline arm
-# trained on the same labels), read straight from the training histories (no evaluation job).
+# Federer 2020: the curves per fraction of corrupted labels and epoch (mean ± SEM), and at the final
+# epoch each arm vs r = 0 (the baseline arm trained on the same labels), read straight from the
+# training histories (no evaluation job).
 rule stats_learning_curves:
     input:
         histories=run_paths("results/train/{study}/{arm}/seed{seed}/history.csv"),
@@ -58,6 +60,7 @@ rule stats_learning_curves:
         arms_cfg=lambda wc: rule_params.learning_curve_arms(study_cfg(wc.study)),
         baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
         metrics=lambda wc: study_cfg(wc.study)["evaluations"]["learning_curves"].get("metrics"),
+        statistics=lambda wc: study_cfg(wc.study)["statistics"],
     log:
         "logs/stats/{study}/learning_curves.log",
     threads: job_threads("cpu_jobs", 1)

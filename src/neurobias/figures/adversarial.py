@@ -4,8 +4,8 @@ Two panels, median minimal L2 and median minimal L-infinity perturbation size ([
 units; larger = more robust). Per arm: one point per training seed (the model's median over
 the attacked images, from :func:`neurobias.robustness.adversarial.perturbation_records`), a
 bar at the mean over seeds with a mean +/- SEM error bar, and a star (Federer's marks) above
-arms that beat the baseline (one-tailed Welch test of
-:func:`neurobias.stats.compare_to_baseline`, ``p < alpha`` and positive difference).
+arms that beat the baseline (one-tailed test of :func:`neurobias.stats.compare_to_baseline`,
+adjusted p below ``alpha`` and the difference in the better direction).
 
 Arms are ordered and coloured as in every other figure (:data:`ARM_STYLE`,
 :func:`order_arms` of :mod:`neurobias.figures.noise_robustness`).
@@ -32,7 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .noise_robustness import STAR_GID, arm_style, order_arms, save_figure
+from .noise_robustness import STAR_GID, arm_style, order_arms, save_figure, significant_better
 
 __all__ = ["METRICS", "METRIC_LABELS", "draw_adversarial", "plot_adversarial"]
 
@@ -83,7 +83,8 @@ def draw_adversarial(
         attack, one row per (arm, seed, metric).
     tests
         :func:`neurobias.stats.compare_to_baseline` output for the same rows (``metric, arm, p,
-        difference``; ``significance`` used as the star text if present), or None.
+        difference``; ``p_adjusted``, ``better`` and ``significance`` (the star text) used if
+        present), or None.
     metrics
         Which metrics to draw (default median L2 and median L-infinity).
 
@@ -143,7 +144,7 @@ def draw_adversarial(
         ylo = 0.0
         if tests is not None and len(tests):
             t = tests[tests["metric"] == metric]
-            sig = t[(t["p"] < alpha) & (t["difference"] > 0)]
+            sig = significant_better(t, alpha)
             offset = 0.03 * (yhi - ylo)
             for _, row in sig.iterrows():
                 arm = row["arm"]

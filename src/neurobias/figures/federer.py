@@ -2,8 +2,10 @@
 
 Inputs are the tables of :func:`neurobias.jobs.learning_curve_statistics`: ``summary`` (mean, SEM
 and n per arm, fraction of corrupted labels (``level``), epoch and metric, with the arm's ``r``)
-and ``tests`` (each arm vs the r = 0 baseline at the same fraction and epoch, one-tailed Welch
-t-test, Federer's marks ``*`` p < 0.05 and ``**`` p < 0.001).
+and ``tests`` (each arm vs the r = 0 baseline at the same fraction, at the final epoch only:
+:func:`neurobias.stats.final_epoch_tests`, one-tailed in the direction that is better, Federer's
+marks ``*`` p < 0.05 and ``**`` p < 0.001 on the adjusted p). The curves over epochs are
+descriptive (mean ± SEM); their only marks sit on the final epoch's points.
 
 Panel layout (the paper's text was not available to us; the panels follow the issue's list and
 the plots of the authors' released code):

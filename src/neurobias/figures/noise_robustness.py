@@ -3,7 +3,7 @@
 x = noise level (std of additive Gaussian noise, [0, 1] pixel units),
 y = test accuracy; one line with markers per regularisation arm, error bars =
 SEM across seeds, stars above the points of arms that beat the baseline at that
-level (one-tailed Welch test from :func:`neurobias.stats.compare_to_baseline`),
+level (one-tailed test from :func:`neurobias.stats.compare_to_baseline`, adjusted p),
 an optional chance line, and a caption under the axes.
 
 Two layers:
@@ -118,6 +118,16 @@ def _check_one_row_per_arm_level(frame: pd.DataFrame, name: str) -> None:
         )
 
 
+def significant_better(comparisons: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """The rows of a :func:`neurobias.stats.compare_to_baseline` table whose arm beats the
+    baseline: adjusted p (``p_adjusted``; raw ``p`` in tables without it) below ``alpha`` and the
+    difference in the direction the ``better`` column names (higher where the column is absent)."""
+    p = comparisons["p_adjusted"] if "p_adjusted" in comparisons.columns else comparisons["p"]
+    lower = (comparisons["better"] == "lower").to_numpy() if "better" in comparisons.columns else False
+    sign = np.where(lower, -1.0, 1.0)
+    return comparisons[(p < alpha).to_numpy() & (sign * comparisons["difference"].to_numpy(float) > 0)]
+
+
 def draw_noise_robustness(
     ax: Axes,
     summary: pd.DataFrame,
@@ -139,9 +149,10 @@ def draw_noise_robustness(
         columns ``arm, level, mean, sem`` with one row per (arm, level).
     comparisons
         Output of :func:`neurobias.stats.compare_to_baseline` for the same
-        panel (columns ``arm, level, p, difference``; ``significance`` used as
-        the star text if present).  A star in the arm's colour is drawn where
-        ``p < alpha`` and the arm's mean exceeds the baseline's; stars at one
+        panel (columns ``arm, level, p, difference``; ``p_adjusted``,
+        ``better`` and ``significance`` (the star text) used if present).  A
+        star in the arm's colour is drawn where the adjusted p is below
+        ``alpha`` and the arm beats the baseline (:func:`significant_better`); stars at one
         level are stacked (legend order) above the highest error bar there.
         ``None`` or empty: no stars.
     chance
@@ -209,7 +220,7 @@ def draw_noise_robustness(
         for col in ("p", "difference"):
             if col not in comparisons.columns:
                 raise ValueError(f"comparisons: missing column {col!r}")
-        sig = comparisons[(comparisons["p"] < alpha) & (comparisons["difference"] > 0)]
+        sig = significant_better(comparisons, alpha)
         # Stars of all arms at one level are stacked (legend order, coloured by
         # arm) above the highest error bar at that level, so they never sit on
         # another arm's line.

@@ -9,14 +9,18 @@ Modules
 -------
 :mod:`~neurobias.stats.general`
     What any study uses: :func:`summarise` (mean, SEM, SD, n over seeds),
-    :func:`compare_to_baseline` (one-tailed Welch t-tests against the baseline
-    arm) with :func:`significance_mark` and :func:`welch_df`, :func:`correlate`
-    (Pearson r across models), the column conventions :data:`TIDY_COLUMNS` and
-    :data:`GROUP_KEYS`, and the conventions for new functions.
+    :func:`compare_to_baseline` (one-tailed paired or Welch t-tests against a
+    baseline arm in the direction that means better, p adjusted per baseline by
+    :func:`adjust_p`) with :func:`significance_mark`, :func:`welch_df` and
+    :func:`describe_tests`, :func:`correlate` (Pearson r across models), the
+    column conventions :data:`TIDY_COLUMNS` and :data:`GROUP_KEYS`, what
+    "better" means per metric (:data:`METRIC_BETTER`), and the conventions for
+    new functions.
 :mod:`~neurobias.stats.federer2020`
     Federer et al. 2020, "Improved object recognition using neural networks
     trained to mimic the brain's statistical properties":
-    :func:`learning_curve_records`.
+    :func:`learning_curve_records`, :func:`final_epoch_tests`,
+    :data:`LEARNING_CURVE_BETTER`.
 :mod:`~neurobias.stats.safarani2021`
     Safarani et al. 2021, "Towards robust vision by multi-task learning on
     monkey visual cortex": :func:`robustness_scores`,
@@ -30,13 +34,20 @@ keeps working; helpers that start with ``_`` live in their modules only.
 from __future__ import annotations
 
 from . import federer2020, general, safarani2021
-from .federer2020 import LEARNING_CURVE_METRICS, learning_curve_records
+from .federer2020 import LEARNING_CURVE_BETTER, LEARNING_CURVE_METRICS, final_epoch_tests, learning_curve_records
 from .general import (
+    BETTER_ALTERNATIVE,
+    BOOKKEEPING_METRICS,
+    CORRECTIONS,
     GROUP_KEYS,
+    METRIC_BETTER,
     SIGNIFICANCE_LEVELS,
+    TESTS,
     TIDY_COLUMNS,
+    adjust_p,
     compare_to_baseline,
     correlate,
+    describe_tests,
     significance_mark,
     summarise,
     welch_df,
