@@ -517,7 +517,8 @@ def test_sweeps_expand_into_named_arms(fed_cfg):
     assert arms["no_neural_labelnoise0.5"] == {"regulariser": "none", "label_noise": 0.5, "sweep_of": "no_neural"}
     assert arms["v1_r1"] == {**arms["v1"], "r": 1.0, "sweep_of": "v1"}
     assert "label_noise" not in arms["v1_r1"]
-    assert arms["v1"] == {**hand["v1"], "cost": "l1", "weighting": "ratio", "alternate": True}  # base arm untouched
+    assert arms["v1"] == {**hand["v1"], "cost": "l1", "weighting": "ratio", "alternate": True,
+                          "neural_batchnorm": "update"}  # base arm untouched
     assert sweep_arm_name("v1", "label_noise", 0.25) == "v1_labelnoise0.25"
     assert sweep_arm_name("v1", "r", 0.1) == "v1_r0.1"
 

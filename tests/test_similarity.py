@@ -52,9 +52,10 @@ def loop_neural_similarity(r: np.ndarray) -> np.ndarray:
 
 
 def loop_feature_similarity(a: np.ndarray) -> np.ndarray:
-    """Li 2019 Eq. 9: centre each unit over the batch, then cosine between images."""
+    """Li 2019 Eq. 9: z-score each unit over the batch (as each neuron for S_neural), then cosine
+    between images."""
     b = a.reshape(len(a), -1).astype(np.float64)
-    b = b - b.mean(axis=0, keepdims=True)
+    b = (b - b.mean(axis=0, keepdims=True)) / b.std(axis=0, keepdims=True)
     s = np.zeros((len(b), len(b)))
     for i in range(len(b)):
         for j in range(len(b)):
@@ -142,7 +143,7 @@ def test_feature_similarity_matches_hand_computation():
     s = feature_similarity(torch.from_numpy(a))
     assert s.shape == (5, 5)
     np.testing.assert_allclose(s.numpy(), loop_feature_similarity(a), atol=1e-5)
-    # without centring, the +2 offset would make every cosine large and positive; centred
+    # without centring, the +2 offset would make every cosine large and positive; z-scored
     # vectors sum to zero over the batch, so some similarities must be negative
     assert (s.numpy() < 0).any()
 

@@ -185,7 +185,8 @@ def batchnorm_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
 @contextlib.contextmanager
 def frozen_batchnorm_statistics(bns: list[torch.nn.Module]):
     """Normalise with the batch's own statistics but leave the running estimates of the given
-    BatchNorm layers (:func:`batchnorm_layers`, collected once, outside the step loop) untouched."""
+    BatchNorm layers (:func:`batchnorm_layers`, collected once, outside the step loop) untouched.
+    The neural pass of an arm with ``neural_batchnorm: freeze`` runs under it."""
     saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
     for m in bns:
         m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
@@ -533,6 +534,14 @@ class EpochStep:
         losses.check(epoch)
         return EpochSums(*sums.tolist(), n_active=n_active, steps=self.steps, batch_size=training.batch_size)
 
+    def _neural_pass_statistics(self, reg):
+        """The context of a stimulus pass: BatchNorm's running statistics frozen for an arm with
+        ``neural_batchnorm: freeze``, left to update otherwise (a regulariser built by hand, not by
+        :func:`~neurobias.regularisers.build_regulariser`, has no option: update, the default)."""
+        if getattr(reg, "neural_batchnorm", "update") == "freeze":
+            return frozen_batchnorm_statistics(self.bns)
+        return contextlib.nullcontext()
+
     def _step(self, epoch: int, step: int, idx, y, g):
         """A classification batch plus the regulariser's stimulus batches:
         (total loss, cross-entropy, penalty (0 without one), logits, whether the penalty was added)."""
@@ -545,10 +554,12 @@ class EpochStep:
         penalty = None
         for _ in range(n_batches):
             rows = reg.stimulus_batch(g).to(device)
-            # Stimuli get their own forward pass, and BatchNorm's running statistics ignore it: the
-            # classifier's batches and the evaluated network are then built exactly as in the
-            # unregularised arm, and only the regulariser's gradient differs.
-            with frozen_batchnorm_statistics(self.bns), autocast(device, self.precision):
+            # Stimuli get their own training-mode forward pass (BatchNorm normalises with their own
+            # batch statistics). neural_batchnorm "update" (the default, as the authors' trainers)
+            # lets it update BatchNorm's running statistics too; "freeze" leaves them to the
+            # classification batches, so the evaluated network's statistics are built as in the
+            # unregularised arm and only the regulariser's gradient differs.
+            with self._neural_pass_statistics(reg), autocast(device, self.precision):
                 _, feats = self.model.forward_taps(self.stimuli[rows], reg.taps, features_only=True)
             term = reg.loss({t: f.float() for t, f in feats.items()}, rows)
             penalty = term if penalty is None else penalty + term

@@ -7,10 +7,21 @@ vectors:
     z_{n,k}  = (r_{n,k} - mean_n r_{n,k}) / std_n r_{n,k}
     S_ij     = <z_i, z_j> / (||z_i|| ||z_j||)
 
-CNN similarity (Li et al. 2019, Eq. 9-10). For layer l with activations a^l_i (flattened), each
-unit is centred over the images of the stimulus batch (mirroring the per-neuron z-scoring above),
-then S^l_ij is the cosine of the centred vectors; layers combine with trainable weights
-gamma = softmax(w):  S^CNN_ij = sum_l gamma_l S^l_ij  (see :mod:`neurobias.regularisers.similarity`).
+CNN similarity (Li et al. 2019, Eq. 9-10). For layer l with activations a^l_{n,u} (flattened:
+unit u = channel x position), each unit is z-scored over the B images of the stimulus batch,
+exactly as each neuron is above, then S^l_ij is the cosine of the z-scored vectors:
+
+    z^l_{n,u} = (a^l_{n,u} - mean_n a^l_{n,u}) / sqrt(var_n a^l_{n,u} + eps)      (eps = 1e-8)
+    S^l_ij    = <z^l_i, z^l_j> / (||z^l_i|| ||z^l_j||)
+
+Both sides are then normalised the same way, so a unit's weight in the cosine does not depend on
+its scale (with centring alone, a few high-variance units dominate S^l while every neuron counts
+alike in S^neural). A dead unit (the same value for every image) contributes 0; eps, inside the
+square root as in BatchNorm, keeps it and its gradient finite (a plain SD has an infinite
+derivative at 0) and is far below the variance of any live unit. DESIGN.md section 6 ("centred
+and normalised", mirroring the neurons' z-scoring) reads the same. Layers combine with trainable
+weights gamma = softmax(w): S^CNN_ij = sum_l gamma_l S^l_ij (see
+:mod:`neurobias.regularisers.similarity`).
 
 Kinds of target (an arm's ``target``; built by :func:`neurobias.jobs.similarity_target`):
 
@@ -19,8 +30,8 @@ Kinds of target (an arm's ``target``; built by :func:`neurobias.jobs.similarity_
 - ``shuffle``: the ``model`` matrix with image identities permuted (Li's Shuffle control);
 - ``vgg``: from ImageNet VGG-19 conv3_1 features (:mod:`neurobias.neural.vgg_similarity`).
 
-Centring the CNN features over a small stimulus batch makes their off-diagonal cosines average
-about -1/(B-1) rather than 0 (B = 32: -0.03); the neural target is z-scored over all images.
+Z-scoring the CNN features over a small stimulus batch makes their off-diagonal cosines average
+about -1/(B-1) rather than 0 (B = 64: -0.016); the neural target is z-scored over all images.
 """
 
 from __future__ import annotations
@@ -48,10 +59,16 @@ def neural_similarity(responses: np.ndarray) -> np.ndarray:
     return np.clip(s, -1.0, 1.0).astype(np.float32)
 
 
+FEATURE_EPS = 1e-8  # added to each unit's variance over the batch: a dead unit gives 0, not 0/0
+
+
 def feature_similarity(features: torch.Tensor) -> torch.Tensor:
-    """S^l [B, B] from one layer's activations [B, ...] of a stimulus batch (Li 2019 Eq. 9)."""
+    """S^l [B, B] from one layer's activations [B, ...] of a stimulus batch (Li 2019 Eq. 9): every
+    unit z-scored over the batch (population SD, as :func:`neural_similarity`), then the cosine
+    between images."""
     a = features.flatten(1).float()
     a = a - a.mean(dim=0, keepdim=True)
+    a = a / (a.pow(2).mean(dim=0, keepdim=True) + FEATURE_EPS).sqrt()
     a = torch.nn.functional.normalize(a, dim=1, eps=1e-8)
     return a @ a.T
 

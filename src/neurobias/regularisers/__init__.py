@@ -18,6 +18,16 @@ Extension point: add a builder ``(arm, target, train_rows, context) -> Regularis
 :data:`REGULARISERS` under the name the config's ``arms.<arm>.regulariser`` uses. ``context`` holds
 study-level settings (``rsm_metric``) and what the training run knows (``seed``, ``tap_channels``:
 channels of every tap of the network being trained).
+
+A regulariser with a stimulus (neural) pass also carries ``neural_batchnorm`` (the arm's option,
+set by :func:`build_regulariser`): ``update`` lets the stimulus batches update BatchNorm's running
+statistics, as a plain training-mode forward pass does; ``freeze`` leaves them to the
+classification batches (:class:`neurobias.train.EpochStep`). The schema's default is ``update``
+for every kind with a stimulus pass: it is what Safarani et al.'s trainer does (neural batches
+through the shared core in ``train()``, ``freeze_bn`` off); Li et al.'s joint network runs stimulus
+pairs through the same core in training (their Fig. 3), with nothing that sets BatchNorm aside;
+Federer et al.'s CORnet-Z has no BatchNorm (LRN only), so for ``rsm`` the option matters only for
+a network of ours that has it (VGG with ``batch_norm: true``).
 """
 
 from __future__ import annotations
@@ -27,6 +37,9 @@ from .base import Regulariser
 from .mtl import MTLRegulariser
 from .rsm import RSMRegulariser
 from .similarity import SimilarityRegulariser
+
+
+NEURAL_BATCHNORM = ("update", "freeze")
 
 
 def _similarity(arm: dict, target, train_rows, context: dict) -> SimilarityRegulariser:
@@ -45,7 +58,7 @@ def _rsm(arm: dict, target, train_rows, context: dict) -> RSMRegulariser:
 def _mtl(arm: dict, target, train_rows, context: dict) -> MTLRegulariser:
     return MTLRegulariser(target, train_rows, arm["layer"], context["tap_channels"][arm["layer"]],
                           batch_ratio=float(arm["batch_ratio"]), stimulus_batch_size=arm["stimulus_batch_size"],
-                          seed=int(context["seed"]))
+                          seed=int(context["seed"]), target_scale=arm["target_scale"])
 
 
 def _oracle(arm: dict, target, train_rows, context: dict):
@@ -58,6 +71,7 @@ def _oracle(arm: dict, target, train_rows, context: dict):
 
 
 REGULARISERS = {"similarity": _similarity, "rsm": _rsm, "mtl": _mtl, "oracle": _oracle}
+NEURAL_PASS = ("similarity", "rsm", "mtl")  # kinds with a stimulus forward pass (neural_batchnorm applies)
 
 
 def build_regulariser(arm: dict, target, train_rows, context: dict | None = None) -> Regulariser | None:
@@ -69,7 +83,13 @@ def build_regulariser(arm: dict, target, train_rows, context: dict | None = None
         return None
     if kind not in REGULARISERS:
         raise ValueError(f"arms: unknown regulariser {kind!r}; known: none, {', '.join(REGULARISERS)}")
-    return REGULARISERS[kind](arm, target, train_rows, context or {})
+    regulariser = REGULARISERS[kind](arm, target, train_rows, context or {})
+    if kind in NEURAL_PASS:
+        if arm["neural_batchnorm"] not in NEURAL_BATCHNORM:
+            raise ValueError(f"arms: neural_batchnorm must be one of {NEURAL_BATCHNORM}, "
+                             f"got {arm['neural_batchnorm']!r}")
+        regulariser.neural_batchnorm = arm["neural_batchnorm"]
+    return regulariser
 
 
 def regularised_layers(arm: dict) -> tuple[str, ...]:
@@ -81,5 +101,5 @@ def regularised_layers(arm: dict) -> tuple[str, ...]:
     return ()
 
 
-__all__ = ["REGULARISERS", "MTLRegulariser", "Regulariser", "RSMRegulariser", "SimilarityRegulariser",
-           "build_regulariser", "regularised_layers"]
+__all__ = ["NEURAL_BATCHNORM", "NEURAL_PASS", "REGULARISERS", "MTLRegulariser", "Regulariser", "RSMRegulariser",
+           "SimilarityRegulariser", "build_regulariser", "regularised_layers"]

@@ -12,6 +12,12 @@ at 1/C, and each neuron's bias at its mean training target; no L1 penalty on the
 authors used), the same with the image identities shuffled (``responses_shuffle``), or a readout
 of a frozen oracle core (``responses_oracle``).
 
+Units of the targets (``target_scale``): ``raw`` (the default) trains on the responses as they
+are, as the authors did (their neural loaders, nnvision's ``monkey_static_loader``, normalise the
+images, never the responses); ``sd`` divides each neuron's responses by its standard deviation
+over the training images (not centred: rates stay positive, as ``elu(x - 1) + 1`` requires), so
+every neuron weighs alike in the MSE. Pearson r, the held-out measure, is the same in either unit.
+
 Loss (Kendall et al. 2018's homoscedastic uncertainty weighting, as in the Sinz lab's
 ``neural_cotraining`` trainer), with log-variances s_c and s_n trained with the network and
 initialised at 0 and trained by the same SGD optimiser as the network (weight decay included, as
@@ -24,8 +30,12 @@ batch (step t does floor((t+1) r) - floor(t r) of them, so fractional ratios spr
 one optimiser step per classification batch, as the trainer's gradient accumulation does. A step
 without a neural batch uses exp(-s_c) * CE + 1/2 s_c alone.
 
-The stimulus forward pass stops at ``layer`` (the classifier is not run on stimulus images) and
-leaves BatchNorm's running statistics alone (see :func:`neurobias.train.train_arm`).
+The stimulus forward pass stops at ``layer`` (the classifier is not run on stimulus images). It
+runs in training mode and, by default (``neural_batchnorm: update``), updates the shared core's
+BatchNorm running statistics as the authors' trainer does: its neural batches pass the shared
+``v1_block`` with the whole model in ``train()`` and ``freeze_bn`` left at its default
+(``last_layer: -1``, nothing frozen); ``freeze`` leaves them to the classification batches (see
+:class:`neurobias.train.EpochStep`).
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from ..neural.v1_model import GaussianReadout, pearson_per_neuron
 from .base import Regulariser
 
 MTL_TARGETS = ("responses_model", "responses_shuffle", "responses_oracle")
+TARGET_SCALES = ("raw", "sd")
 
 
 def neural_batches(step: int, ratio: float) -> int:
@@ -54,7 +65,7 @@ class MTLRegulariser(Regulariser):
 
     def __init__(self, target: np.ndarray, train_rows: np.ndarray, layer: str, in_channels: int, *,
                  batch_ratio: float = 1.0, stimulus_batch_size: int = 64, init_mu_range: float = 0.3,
-                 init_sigma_range: float = 0.6, seed: int = 0):
+                 init_sigma_range: float = 0.6, seed: int = 0, target_scale: str = "raw"):
         super().__init__(weight=1.0)
         target = np.asarray(target, dtype=np.float32)
         if target.ndim != 2:
@@ -63,14 +74,18 @@ class MTLRegulariser(Regulariser):
             raise ValueError("mtl regulariser: the response targets contain NaN or inf (use predicted responses)")
         if batch_ratio <= 0:
             raise ValueError(f"mtl regulariser: batch_ratio must be positive, got {batch_ratio}")
+        if target_scale not in TARGET_SCALES:
+            raise ValueError(f"mtl regulariser: target_scale must be one of {TARGET_SCALES}, got {target_scale!r}")
         self.taps = (layer,)
         self.batch_ratio = float(batch_ratio)
-        # Each neuron's responses in units of its standard deviation over the training images (not
-        # centred: rates stay positive, as elu(x - 1) + 1 requires), the usual scaling of neural
-        # data loaders in the Sinz lab's code: every neuron weighs alike in the MSE whatever its
-        # firing rate, and the loss has the same scale for any recording. Pearson r is unchanged.
-        scale = target[np.asarray(train_rows)].std(0)
-        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        # target = responses / target_scale: 1 for raw responses (the authors' MSE on the predicted
+        # responses as they are), each neuron's SD over the training images for ``sd``
+        self.target_scale_mode = target_scale
+        if target_scale == "sd":
+            scale = target[np.asarray(train_rows)].std(0)
+            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        else:
+            scale = np.ones(target.shape[1], dtype=np.float32)
         target = target / scale
         self.register_buffer("target", torch.as_tensor(target), persistent=False)
         self.register_buffer("target_scale", torch.as_tensor(scale), persistent=False)
@@ -116,7 +131,9 @@ class MTLRegulariser(Regulariser):
                            responses: np.ndarray | None, batch_size: int = 256) -> dict[str, float]:
         """Neural prediction performance on held-out stimulus images: mean over neurons of the
         Pearson r between the head's predictions and (a) the targets it was trained on, (b) the
-        recorded trial-averaged responses (``responses`` [M, K], NaN where not recorded)."""
+        recorded trial-averaged responses (``responses`` [M, K], NaN where not recorded). The
+        predictions are in the targets' units (raw, or per-neuron SD units with ``target_scale:
+        sd``); a per-neuron Pearson r is the same in either, so (b) needs no rescaling."""
         was = model.training, self.training
         model.eval()
         self.eval()
@@ -140,10 +157,11 @@ class MTLRegulariser(Regulariser):
 
 def fit_oracle_targets(model, stimuli: torch.Tensor, tiers: np.ndarray, responses: np.ndarray, layer: str, *,
                        seed: int = 0, epochs: int = 100, lr: float = 0.01, batch_size: int = 64,
-                       device="cpu") -> tuple[np.ndarray, dict]:
+                       device="cpu", target_scale: str = "raw") -> tuple[np.ndarray, dict]:
     """MTL-oracle targets: a Gaussian readout (the MTL head) fitted on the frozen core of a trained
     network (the oracle) to ``responses`` [M, K] on the stimulus images of the ``train`` tier
-    (Adam, MSE, seeded); its predictions for every stimulus image become the targets.
+    (Adam, MSE, seeded); its predictions for every stimulus image become the targets, in the
+    responses' own units whatever ``target_scale`` the fit used.
 
     Returns (targets [M, K] float32, metrics: held-out mean Pearson r on the ``test`` tier)."""
     device = torch.device(device)
@@ -153,7 +171,7 @@ def fit_oracle_targets(model, stimuli: torch.Tensor, tiers: np.ndarray, response
                            for i in range(0, len(stimuli), 256)])
     train_rows = np.flatnonzero(tiers == "train")
     test_rows = np.flatnonzero(tiers == "test")
-    head = MTLRegulariser(responses, train_rows, layer, feats.shape[1], seed=seed).to(device)
+    head = MTLRegulariser(responses, train_rows, layer, feats.shape[1], seed=seed, target_scale=target_scale).to(device)
     params = list(head.readout.parameters())
     optimiser = torch.optim.Adam(params, lr=lr)
     g = torch.Generator().manual_seed(int(seed))

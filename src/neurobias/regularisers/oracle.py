@@ -10,10 +10,19 @@ Two stages in one training run (one checkpoint per epoch, so a killed job resume
 
        L = CE(clean and first corrupted versions) + w * mean_i d(f_layer(x'_i), f_layer(x''_i))
 
-   with d the cosine distance 1 - cos of the flattened feature maps (``consistency: cosine``, the
-   default of the authors' ``RepresentationMatching``; it cannot be met by shrinking the features
-   to zero, which a squared error can: with ``mse`` our laptop-sized oracle's core collapsed) or
-   the mean squared difference (``consistency: mse``).
+   with d one of (f', f'': the flattened feature maps of the two corrupted versions)
+
+   - ``euclidean``: the Euclidean (L2) distance ||f' - f''||_2, the paper's description of the
+     oracle (the preset's choice). Like ``mse`` it can also be lowered by shrinking the features;
+   - ``cosine``: the cosine distance 1 - cos(f', f''), the default of the ``RepresentationMatching``
+     module in the authors' code (a ``CosineEmbeddingLoss``; sinzlab/nntransfer applies it to the
+     flattened representations, as here). It cannot be met by shrinking the features to zero,
+     which a squared error can: with ``mse`` our laptop-sized oracle's core collapsed. The
+     schema's default, which the demo uses;
+   - ``mse``: the mean squared difference over units, that module's other criterion
+     (``nn.MSELoss``).
+
+   The authors' code has no Euclidean criterion; ``euclidean`` follows the paper's text.
 
    Both versions get the same crop, flip and rotation, so they differ only by their corruptions.
 2. The network up to ``layer`` is frozen (weights and BatchNorm statistics) and everything after
@@ -37,6 +46,8 @@ from torch import nn
 
 from .base import Regulariser
 
+CONSISTENCIES = ("cosine", "euclidean", "mse")
+
 
 class OracleTraining(Regulariser):
     """Not a penalty on stimulus images: it changes the classification batches while
@@ -46,8 +57,8 @@ class OracleTraining(Regulariser):
                  consistency: str = "cosine", corruptions=None, severities=(1, 2, 3, 4, 5),
                  clean_fraction: float = 0.5, groups: int = 4):
         super().__init__(weight=consistency_weight)
-        if consistency not in ("cosine", "mse"):
-            raise ValueError(f"oracle: consistency must be 'cosine' or 'mse', got {consistency!r}")
+        if consistency not in CONSISTENCIES:
+            raise ValueError(f"oracle: consistency must be one of {CONSISTENCIES}, got {consistency!r}")
         self.distance = consistency
         if pretrain_epochs < 1:
             raise ValueError(f"oracle: pretrain_epochs must be at least 1, got {pretrain_epochs}")
@@ -91,11 +102,17 @@ class OracleTraining(Regulariser):
 
     def consistency(self, features: torch.Tensor, n_batch: int, n_corrupted: int) -> torch.Tensor:
         """Distance at the layer between the two corrupted versions of each image, averaged over
-        images; ``features`` holds the first views [n_batch] followed by the second ones."""
+        images; ``features`` holds the first views [n_batch] followed by the second ones.
+
+        euclidean: mean_i ||f'_i - f''_i||_2 (a zero distance, two identical corruptions, has the
+        zero subgradient); cosine: mean_i (1 - cos(f'_i, f''_i)); mse: mean over images and units
+        of (f' - f'')^2."""
         first = features[n_batch - n_corrupted:n_batch].float().flatten(1)
         second = features[n_batch:].float().flatten(1)
         if self.distance == "mse":
             return (first - second).pow(2).mean()
+        if self.distance == "euclidean":
+            return torch.linalg.vector_norm(first - second, dim=1).mean()
         return (1 - torch.nn.functional.cosine_similarity(first, second, dim=1, eps=1e-8)).mean()
 
     def enter_second_stage(self, model: nn.Module, generator: torch.Generator | None, reinitialise: bool) -> None:

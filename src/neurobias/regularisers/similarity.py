@@ -1,7 +1,8 @@
 """Li et al. 2019's similarity regulariser.
 
 For a batch of B stimulus images (sampled from the recording's training tier), every selected
-layer l gives a CNN similarity matrix S^l (:func:`neurobias.neural.similarity.feature_similarity`);
+layer l gives a CNN similarity matrix S^l (:func:`neurobias.neural.similarity.feature_similarity`:
+each unit z-scored over the batch, as each neuron is for S^neural, then the cosine between images);
 the layers combine with trainable weights gamma = softmax(w), w initialised at 0:
 
     S^CNN_ij = sum_l gamma_l S^l_ij                                   (Li 2019, Eq. 10)
@@ -10,6 +11,12 @@ the layers combine with trainable weights gamma = softmax(w), w initialised at 0
 
 arctanh stretches similarities near +-1, where the cosine saturates, as the paper does; values are
 clamped to +-(1 - 1e-4) first so the transform stays finite.
+
+The stimulus batch runs through the network in training mode, a separate forward pass that stops
+at the last selected layer; by default (``neural_batchnorm: update``) it updates BatchNorm's running
+statistics like any training-mode pass (Li et al. run stimulus pairs through the classifier's own
+core, Fig. 3, with nothing that sets BatchNorm aside); ``freeze`` leaves them to the
+classification batches (:class:`neurobias.train.EpochStep`).
 """
 
 from __future__ import annotations
