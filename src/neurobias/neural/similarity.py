@@ -23,7 +23,7 @@ and normalised", mirroring the neurons' z-scoring) reads the same. Layers combin
 weights gamma = softmax(w): S^CNN_ij = sum_l gamma_l S^l_ij (see
 :mod:`neurobias.regularisers.similarity`).
 
-Kinds of target (an arm's ``target``; built by :func:`neurobias.jobs.similarity_target`):
+Kinds of target (an arm's ``target``; built by :func:`neurobias.jobs.similarity`):
 
 - ``model``: from the V1 predictive model's predicted (denoised) responses (Li's Neural(model));
 - ``data``: from trial-averaged recorded responses (Neural(data));
