@@ -258,13 +258,16 @@ def similarity(*, recording, target, kind: str, options: dict, v1_model=None, mo
                      config_slice={"kind": kind, **options}, device=device, started=started)
 
 
-def similarity_diagnostics(*, recording, targets: list, diagnostics) -> dict:
-    """What each target can teach (DESIGN.md section 8): spread, reliability, held-out fit."""
+def similarity_diagnostics(*, recording, targets: list, diagnostics, kinds: list[str]) -> dict:
+    """What each target can teach (DESIGN.md section 8): spread, reliability, held-out fit.
+    targets: one .npy per entry of ``kinds``."""
     from .neural.recording import Recording
     from .neural.similarity import target_diagnostics
     started = time.time()
     rec = Recording.load(recording)
-    matrices = {Path(p).stem: np.load(p) for p in targets}  # results/similarity/<study>/<kind>.npy
+    if len(kinds) != len(targets):
+        raise ValueError(f"similarity_diagnostics: {len(targets)} targets for the kinds {kinds}")
+    matrices = {kind: np.load(p) for kind, p in zip(kinds, targets)}
     diag = target_diagnostics(matrices, np.flatnonzero(rec.tiers == "test"), rec.responses)
     _write_json(diag, diagnostics)
     write_provenance(Path(diagnostics).parent, job="similarity_diagnostics", filename="provenance_diagnostics.json",
@@ -363,7 +366,7 @@ def evaluate_gaussian_noise(*, models: list, test_split, table, study: str, arm:
     return frame
 
 
-def evaluate_adversarial(*, model, test_split, table, study: str, arm: str, seed: int, attack_cfg: dict,
+def evaluate_adversarial(*, model, test_split, table, per_image, study: str, arm: str, seed: int, attack_cfg: dict,
                          device: str, progress: bool = True) -> pd.DataFrame:
     """Li 2019 section 4.2: minimal adversarial perturbations (Foolbox FMN) on a seeded subset of
     the test images, the same subset for every model; per-image sizes beside the tidy medians."""
@@ -374,12 +377,12 @@ def evaluate_adversarial(*, model, test_split, table, study: str, arm: str, seed
     device = resolve_device(device)
     seed = int(seed)
     images, labels, _ = load_split(test_split)
-    per_image = minimal_perturbations(load_classifier(model, device), images, labels,
-                                      norms=tuple(attack_cfg["norms"]), n_images=attack_cfg["n_images"],
-                                      seed=attack_cfg["seed"], steps=attack_cfg["steps"], device=device,
-                                      progress=progress)
-    _write_csv(per_image, Path(table).with_name(f"seed{seed}_per_image.csv"))
-    frame = pd.DataFrame(perturbation_records(per_image, study=study, arm=arm, seed=seed))
+    sizes = minimal_perturbations(load_classifier(model, device), images, labels,
+                                  norms=tuple(attack_cfg["norms"]), n_images=attack_cfg["n_images"],
+                                  seed=attack_cfg["seed"], steps=attack_cfg["steps"], device=device,
+                                  progress=progress)
+    _write_csv(sizes, per_image)
+    frame = pd.DataFrame(perturbation_records(sizes, study=study, arm=arm, seed=seed))
     _write_csv(frame, table)
     write_provenance(Path(table).parent, job="evaluate_adversarial", filename=f"provenance_seed{seed}.json",
                      config_slice=attack_cfg, seed=seed, device=device, started=started)

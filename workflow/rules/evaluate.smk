@@ -42,6 +42,7 @@ rule evaluate_adversarial:
         test_split=dataset_split("test"),
     output:
         table="results/eval/{study}/adversarial/{arm}/seed{seed}.csv",
+        per_image="results/eval/{study}/adversarial/{arm}/seed{seed}_per_image.csv",
     params:
         study="{study}",
         arm="{arm}",

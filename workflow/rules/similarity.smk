@@ -7,6 +7,12 @@ def dataset_image_size(study):
     return image_size_of(config["datasets"][study_cfg(study)["dataset"]])
 
 
+def diagnosed_kinds(study):
+    """The similarity matrices the diagnostics compare: the study's, plus data and shuffle."""
+    kinds = {k for k in similarity_targets(study_cfg(study)) if not k.startswith("responses_")}
+    return sorted(kinds | {"data", "shuffle"})
+
+
 rule similarity:
     input:
         recording=recording_of,
@@ -48,16 +54,11 @@ rule similarity:
 rule similarity_diagnostics:
     input:
         recording=recording_of,
-        targets=lambda wc: expand(
-            "results/similarity/{study}/{kind}.npy",
-            study=wc.study,
-            kind=sorted(
-                {k for k in similarity_targets(study_cfg(wc.study)) if not k.startswith("responses_")}
-                | {"data", "shuffle"}
-            ),
-        ),
+        targets=lambda wc: [f"results/similarity/{wc.study}/{kind}.npy" for kind in diagnosed_kinds(wc.study)],
     output:
         diagnostics="results/similarity/{study}/diagnostics.json",
+    params:
+        kinds=lambda wc: diagnosed_kinds(wc.study),
     log:
         "logs/similarity/{study}/diagnostics.log",
     threads: job_threads("cpu_jobs", 1)
