@@ -48,3 +48,11 @@ def test_corruption_speed_times_ours_the_torch_form_and_the_reference_side_by_si
     overall = df[(df.corruption == "all") & (df.severity == "all")].set_index("implementation")
     assert overall.loc["ours", "ratio"] == pytest.approx(overall.loc["reference", "seconds"] / overall.loc["ours", "seconds"])
     assert "the kernels make ours" in run.stdout and "OVERALL: ours" in run.stdout
+
+
+def test_packing_probe_times_the_same_computation_both_ways():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from packing_probe import probe
+    r = probe(2, "cpu", repeats=1, batch=8, size=16)
+    assert r["models"] == 2 and r["sequential"] > 0 and r["stacked"] > 0
+    assert r["max_loss_difference"] < 1e-4  # the stacked models are the separate ones
