@@ -29,7 +29,6 @@ import pandas as pd
 
 from .config import resolve_device
 from .provenance import write_provenance
-from .rule_params import federer_roles  # noqa: F401  (re-exported: figures and tests use it)
 
 
 # -- the entry point of every rule ----------------------------------------------------------------

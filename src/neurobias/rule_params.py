@@ -35,17 +35,20 @@ def training_rsm_metric(study_cfg: dict, arm_name: str) -> str | None:
     return study_cfg["similarity"]["rsm_metric"] if study_cfg["arms"][arm_name]["regulariser"] == "rsm" else None
 
 
+def _arm_fields(study_cfg: dict, keys: tuple[str, ...]) -> dict:
+    """{arm: the given settings of it that the arm has}."""
+    return {name: {k: arm[k] for k in keys if k in arm} for name, arm in study_cfg["arms"].items()}
+
+
 def learning_curve_arms(study_cfg: dict) -> dict:
     """What Federer's statistics read of each arm: its regulariser, weight r, corrupted-label
     fraction and the arm a sweep copied."""
-    return {name: {k: arm[k] for k in ("regulariser", "r", "label_noise", "sweep_of") if k in arm}
-            for name, arm in study_cfg["arms"].items()}
+    return _arm_fields(study_cfg, ("regulariser", "r", "label_noise", "sweep_of"))
 
 
 def corruption_arms(study_cfg: dict) -> dict:
     """What Safarani's statistics read of each arm: its regulariser, batch ratio and sweep base."""
-    return {name: {k: arm[k] for k in ("regulariser", "batch_ratio", "sweep_of") if k in arm}
-            for name, arm in study_cfg["arms"].items()}
+    return _arm_fields(study_cfg, ("regulariser", "batch_ratio", "sweep_of"))
 
 
 def regression_pools(study_cfg: dict) -> list[str]:

@@ -30,7 +30,7 @@ rule brain_likeness:
     params:
         study="{study}",
         arm="{arm}",
-        seeds=lambda wc: study_cfg(wc.study)["seeds"],
+        seeds=study_seeds,
         recording_names=lambda wc: bl_recordings(wc.study),
         layers=lambda wc: bl_layers(wc.study),
         brain_likeness_cfg=lambda wc: rule_params.brain_likeness_settings(config),

@@ -65,10 +65,13 @@ def recording_of(wc):
     return f"results/neural/{study_cfg(wc.study)['recording']}/recording.npz"
 
 
-def seed_paths(pattern, **fixed):
-    """Input function: ``pattern`` for every seed of the study (``arm`` from the wildcards)."""
-    return lambda wc: expand(pattern, study=wc.study, arm=fixed.get("arm", getattr(wc, "arm", None)),
-                             seed=study_cfg(wc.study)["seeds"])
+def seed_paths(pattern):
+    """Input function: ``pattern`` for every seed of the study, study and arm from the wildcards."""
+    return lambda wc: expand(pattern, study=wc.study, arm=wc.arm, seed=study_cfg(wc.study)["seeds"])
+
+
+def study_seeds(wc):
+    return study_cfg(wc.study)["seeds"]
 
 
 def n_seeds(wc):

@@ -6,10 +6,6 @@ def evaluation_cfg(evaluation):
     return lambda wc: study_cfg(wc.study)["evaluations"][evaluation]
 
 
-def study_seeds(wc):
-    return study_cfg(wc.study)["seeds"]
-
-
 # Li 2019 Fig. 4: one job per arm scores all its seeds on each noisy batch (drawn once per arm).
 rule evaluate_gaussian_noise:
     input:
