@@ -26,6 +26,11 @@ def dry_run_counts(workdir, config) -> dict[str, str]:
                 if len(line.split()) == 2 and line.split()[1].isdigit())
 
 
+def training_jobs(counts: dict[str, str]) -> int:
+    """Training jobs in a dry run's job table: per-model ``train`` jobs plus one per pack."""
+    return int(counts.get("train", 0)) + sum(1 for rule in counts if rule.startswith("train_pack__"))
+
+
 def assert_nothing_to_do(workdir, config) -> None:
     """A finished run's ``snakemake -n`` schedules no job (outputs, code and params up to date)."""
     r = snakemake(workdir, "-n", config=config, cores=False)

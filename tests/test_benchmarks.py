@@ -56,3 +56,20 @@ def test_packing_probe_times_the_same_computation_both_ways():
     r = probe(2, "cpu", repeats=1, batch=8, size=16)
     assert r["models"] == 2 and r["sequential"] > 0 and r["stacked"] > 0
     assert r["max_loss_difference"] < 1e-4  # the stacked models are the separate ones
+
+
+@pytest.mark.slow
+def test_packed_training_benchmark_times_both_sides_and_compares_their_models(tmp_path):
+    out = tmp_path / "packed.csv"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "packed_training.py"), "--configfile",
+         str(ROOT / "tests" / "configs" / "tiny.yaml"), "--study", "tiny", "--seeds", "1", "--pack", "2",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    df = pd.read_csv(out).set_index("pack")
+    assert sorted(df.index) == [1, 2] and (df.models == 4).all() and (df.seconds > 0).all()
+    assert df.identical_to_unpacked.all()  # the packed models are the unpacked ones, byte for byte
+    import re
+    printed = float(re.search(r"pack 2 / pack 1 \(median of 1\): ([0-9.]+)x", run.stdout).group(1))
+    assert printed == pytest.approx(df.loc[2, "models_per_hour"] / df.loc[1, "models_per_hour"], abs=0.01)

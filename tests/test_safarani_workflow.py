@@ -15,7 +15,7 @@ import torch
 import yaml
 from matplotlib.image import imread
 
-from conftest import ROOT, assert_nothing_to_do, dry_run_counts, snakemake
+from conftest import ROOT, assert_nothing_to_do, dry_run_counts, snakemake, training_jobs
 from neurobias.config import validate_config
 from neurobias.data import load_split
 from neurobias.jobs import safarani_arms_table
@@ -161,7 +161,7 @@ def test_rerun_has_nothing_to_do(saf_run):
 def test_preset_dry_run_without_data(tmp_path):
     counts = dry_run_counts(tmp_path, PRESET)
     # (5 arms + 2 arms x 11 other batch ratios) x 5 seeds; one evaluation job per arm
-    assert counts["train"] == str((5 + 22) * 5)
+    assert "train" not in counts and training_jobs(counts) == 5 + 22  # 5 seeds to a job (pack: 5)
     assert counts["evaluate_corruptions"] == str(5 + 22)
     assert counts["oracle_targets"] == "1"
     assert counts["figure_safarani_fig3"] == "3" and counts["figure_safarani_fig2"] == "1"

@@ -45,10 +45,10 @@ def _fail_no_slurm():
     pytest.fail("NEUROBIAS_REQUIRE_SLURM=1 but `sinfo` shows no usable node; did ci/slurm/up.sh run?")
 
 
-def slurm_snakemake(workdir, *args):
+def slurm_snakemake(workdir, *args, config=TINY):
     """The user's literal command, from the repository root, plus where to work and what config."""
     cmd = [str(Path(sys.executable).with_name("snakemake")), "--profile", "slurm", *args,
-           "--configfile", str(TINY), "--directory", str(workdir)]
+           "--configfile", str(config), "--directory", str(workdir)]
     started = time.time()
     r = subprocess.run(["timeout", "-k", "10", str(TIMEOUT), *cmd], cwd=ROOT, capture_output=True, text=True)
     return r, time.time() - started
@@ -93,6 +93,30 @@ def test_outputs_equal_a_local_run(slurm_run, tiny_local_run):
         np.testing.assert_array_equal(np.load(local), np.load(slurm_run / local.relative_to(tiny_local_run)))
         compared += 1
     assert compared >= 4 + 8 + 2 + 3  # noise tables (one per arm), histories, stats, similarity targets
+
+
+def test_a_packed_study_trains_in_one_gpu_job_per_pack(tmp_path, tiny_local_run):
+    """pack: 3 on the tiny study's 8 models: three SLURM jobs, each given a GPU, each writing its
+    runs' usual files, equal to the local one-job-per-model run's."""
+    import yaml
+    config = yaml.safe_load(TINY.read_text())
+    config["studies"]["tiny"]["pack"] = 3
+    packed = tmp_path / "packed.yaml"
+    packed.write_text(yaml.safe_dump(config, sort_keys=False))
+    work = tmp_path / "work"
+    shutil.copytree(tiny_local_run, work, ignore=shutil.ignore_patterns("locks", "train"))
+    models = sorted(str(p.relative_to(tiny_local_run)) for p in tiny_local_run.glob("results/train/**/model.pt"))
+    assert len(models) == 8
+    r, _ = slurm_snakemake(work, *models, config=packed)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-6000:]
+    records = [json.loads((work / m).with_name("provenance.json").read_text()) for m in models]
+    jobs = {rec["slurm_job_id"] for rec in records}
+    assert len(jobs) == 3 and None not in jobs
+    assert all(rec["cuda_visible_devices"] not in (None, "") for rec in records)  # one GPU per pack job
+    assert sorted(rec["pack"]["runs"] for rec in records) == [2, 2, 3, 3, 3, 3, 3, 3]
+    for m in models:
+        history = str(Path(m).with_name("history.csv"))
+        pd.testing.assert_frame_equal(pd.read_csv(work / history), pd.read_csv(tiny_local_run / history), obj=history)
 
 
 def test_a_failing_job_ends_the_run_with_its_log_path(tmp_path):

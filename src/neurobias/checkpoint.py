@@ -21,6 +21,9 @@ import pandas as pd
 import torch
 
 
+CHECKPOINT_NAME = "checkpoint.pt"  # beside the run's model.pt; deliberately not a declared output
+
+
 def atomic_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename: a killed job leaves the old file or the new."""
     tmp = path.with_name(path.name + ".tmp")

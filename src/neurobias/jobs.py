@@ -46,10 +46,16 @@ def job_arguments(named_sections) -> dict:
     return kwargs
 
 
+def job_name(rule: str) -> str:
+    """The job a rule runs: the rule's name, or for rules a loop generates (one per training pack,
+    ``train_pack__<study>__<k>``) the part before the first ``__``."""
+    return rule.split("__", 1)[0]
+
+
 def run(smk) -> None:
     """Run the job of a rule: ``JOBS[rule](**input, **output, **params)`` inside
     :func:`job_environment` (log file, thread count)."""
-    job = JOBS[smk.rule]
+    job = JOBS[job_name(smk.rule)]
     kwargs = job_arguments((smk.input, smk.output, smk.params))
     if "progress" in inspect.signature(job).parameters:
         kwargs["progress"] = bool(smk.config["progress"])  # validated: the schema's default is filled
@@ -317,29 +323,81 @@ def train(*, train_split, val_split, recording, diagnostic_target, model, histor
     arm_cfg: the arm's settings; model_cfg: the study's model with the arm's changes;
     rsm_metric: the study's RSM metric (Federer arms; None otherwise); target: the arm's neural
     target (.npy), none for an unregularised arm; test_split: for ``training.track_test``."""
+    run = {"arm_name": arm_name, "arm_cfg": arm_cfg, "model_cfg": model_cfg, "rsm_metric": rsm_metric,
+           "seed": seed, "target": target or None}
+    _train_runs([run], [model], [history], train_split=train_split, val_split=val_split, recording=recording,
+                diagnostic_target=diagnostic_target, training_cfg=training_cfg, device=device,
+                test_split=test_split, progress=progress, pack=None)
+
+
+def train_pack(*, train_split, val_split, recording, diagnostic_target, model, history, runs: list[dict],
+               training_cfg: dict, device: str, targets=(), test_split=None, progress: bool = True) -> None:
+    """Train a pack of (arm, seed) runs of one study in one process (the study's ``pack`` setting):
+    every run writes the model.pt, history.csv and provenance.json it would write alone, and is
+    trained exactly as alone (:mod:`neurobias.packed`).
+
+    runs: per run the per-model rule's params (arm_name, arm_cfg, model_cfg, rsm_metric, seed) and
+    ``target``, one of ``targets`` (the pack's neural targets, .npy) or None; model, history: the
+    runs' outputs, in the order of ``runs``."""
+    model, history, targets = _as_list(model), _as_list(history), _as_list(targets)
+    if not (len(runs) == len(model) == len(history)):
+        raise ValueError(f"train_pack: {len(runs)} runs for {len(model)} model.pt and {len(history)} history.csv outputs")
+    stray = sorted({r["target"] for r in runs if r["target"]} - set(map(str, targets)))
+    if stray:
+        raise ValueError(f"train_pack: targets {stray} are not among the job's inputs {targets}")
+    _train_runs(runs, model, history, train_split=train_split, val_split=val_split, recording=recording,
+                diagnostic_target=diagnostic_target, training_cfg=training_cfg, device=device,
+                test_split=test_split, progress=progress, pack={"runs": len(runs)})
+
+
+def _as_list(paths) -> list:
+    return [paths] if isinstance(paths, (str, Path)) else list(paths)
+
+
+def _train_runs(runs: list[dict], models: list, histories: list, *, train_split, val_split, recording,
+                diagnostic_target, training_cfg: dict, device: str, test_split, progress: bool,
+                pack: dict | None) -> None:
+    """The training job of one run (``pack`` None) or of a pack: the data is read once."""
     from .data import load_split, load_superclasses
     from .neural.recording import Recording
-    from .train import TrainingConfig, resolve_precision, train_arm
+    from .packed import PackedRun, train_runs
+    from .train import TrainingConfig, resolve_precision
     started = time.time()
     device = resolve_device(device)
-    out_dir = Path(model).parent
-    if Path(history).parent != out_dir:
-        raise ValueError(f"train: model {model} and history {history} must share a directory (the checkpoint's)")
+    for model_path, history_path in zip(models, histories):
+        if Path(history_path).parent != Path(model_path).parent:
+            raise ValueError(f"train: model {model_path} and history {history_path} must share a directory "
+                             "(the checkpoint's)")
     rec = Recording.load(recording)
-    context = {} if rsm_metric is None else {"rsm_metric": rsm_metric}
-    if arm_cfg["regulariser"] == "mtl":  # MTL arms score their head against the recorded responses too
-        context["responses"] = rec.trial_average()
-    train_arm(train=load_split(train_split), val=load_split(val_split), stimuli=rec.images, stimulus_tiers=rec.tiers,
-              target=np.load(target) if target else None, diagnostic_target=np.load(diagnostic_target),
-              arm=arm_cfg, model_cfg=model_cfg, training=TrainingConfig(**training_cfg), seed=int(seed),
-              device=device, out_dir=out_dir, progress=progress,
-              test=load_split(test_split) if test_split else None,
-              superclass_of_class=load_superclasses(test_split) if test_split else None, context=context)
-    write_provenance(out_dir, job="train", seed=int(seed), device=device, started=started,
-                     extra={"precision": resolve_precision(training_cfg["precision"], device)},
-                     config_slice={"arm": arm_name, "arm_config": arm_cfg, "model": model_cfg,
-                                   "training": training_cfg, "rsm_metric": rsm_metric,
-                                   "data": [str(train_split), str(recording)]})
+    shared = {"train": load_split(train_split), "val": load_split(val_split), "stimuli": rec.images,
+              "stimulus_tiers": rec.tiers, "diagnostic_target": np.load(diagnostic_target),
+              "test": load_split(test_split) if test_split else None,
+              "superclass_of_class": load_superclasses(test_split) if test_split else None}
+    loaded_targets = {path: np.load(path) for path in sorted({r["target"] for r in runs if r["target"]})}
+    packed = []
+    for run, model_path in zip(runs, models):
+        context = {} if run["rsm_metric"] is None else {"rsm_metric": run["rsm_metric"]}
+        if run["arm_cfg"]["regulariser"] == "mtl":  # MTL arms score their head against the recorded responses too
+            context["responses"] = rec.trial_average()
+        packed.append(PackedRun(arm=run["arm_cfg"], model_cfg=run["model_cfg"], seed=int(run["seed"]),
+                                target=loaded_targets.get(run["target"]) if run["target"] else None,
+                                context=context, out_dir=Path(model_path).parent))
+    precision = resolve_precision(training_cfg["precision"], device)
+    shared_seconds = time.time() - started
+
+    def provenance(k: int, run_started: float) -> None:
+        run = runs[k]
+        extra = {"precision": precision}
+        if pack is not None:  # the pack's data reading is in no run's wall_seconds
+            extra["pack"] = {**pack, "index": k, "shared_seconds": round(shared_seconds, 3)}
+        write_provenance(packed[k].out_dir, job="train", seed=int(run["seed"]), device=device,
+                         started=run_started if pack is not None else started, extra=extra,
+                         config_slice={"arm": run["arm_name"], "arm_config": run["arm_cfg"], "model": run["model_cfg"],
+                                       "training": training_cfg, "rsm_metric": run["rsm_metric"],
+                                       "data": [str(train_split), str(recording)]})
+
+    train_runs(packed, training=TrainingConfig(**training_cfg), device=device, progress=progress,
+               on_finished=provenance, **shared)
 
 
 def evaluate_gaussian_noise(*, models: list, test_split, table, study: str, arm: str, seeds: list[int],
@@ -876,7 +934,7 @@ def figure_safarani_fig2(*, accuracy, models: list, test_split, pdf, png, study:
 # Rule name -> job function: the rules' one hop into the package (see :func:`run`).
 JOBS = {f.__name__: f for f in (
     download, download_vgg19_weights, make_dataset, make_recording, fit_v1_model, similarity,
-    similarity_diagnostics, oracle_targets, train, evaluate_gaussian_noise, evaluate_adversarial,
+    similarity_diagnostics, oracle_targets, train, train_pack, evaluate_gaussian_noise, evaluate_adversarial,
     evaluate_corruptions, stats, stats_learning_curves, stats_corruptions, figure_noise_robustness,
     figure_adversarial, figure_federer, figure_safarani_fig3, figure_safarani_fig2, brain_likeness,
     brain_likeness_analysis, figure_dapello, figure_geirhos)}

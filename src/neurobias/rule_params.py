@@ -8,7 +8,7 @@ pandas or torch): the Snakefile calls these while it builds the job graph.
 
 from __future__ import annotations
 
-from .config import sweep_arm_name
+from .config import arm_model, sweep_arm_name
 
 # What each kind of neural target reads of the study's ``similarity`` settings.
 SIMILARITY_OPTIONS = {"model": (), "data": (), "responses_model": (),
@@ -99,3 +99,31 @@ def corruption_example(study_cfg: dict) -> dict:
     """What Safarani's Fig. 2 reads: the corrupted images and the example's severity."""
     spec = study_cfg["evaluations"]["corruptions"]
     return {**corruption_evaluation(study_cfg), "example_severity": spec["example_severity"]}
+
+
+# Neural targets computed from a network the study itself trains (Safarani's MTL-oracle targets
+# come from a trained oracle): a run with one of these cannot share a job with the run it reads.
+TARGETS_FROM_TRAINED_MODELS = frozenset({"responses_oracle"})
+
+
+def training_packs(study_cfg: dict) -> list[list[tuple[str, int]]]:
+    """The study's (arm, seed) runs grouped into training jobs of at most ``pack`` runs each.
+
+    Runs share a job only when they train the same network (the study's model with the arm's
+    changes) and none of them needs another run's trained network: runs whose target is read from
+    a trained model (:data:`TARGETS_FROM_TRAINED_MODELS`) are packed apart, after the rest. Within a
+    group the order is the config's arms, each over its seeds, so a pack holds consecutive runs."""
+    size = study_cfg["pack"]
+    groups: dict[tuple, list[tuple[str, int]]] = {}
+    for arm, arm_cfg in study_cfg["arms"].items():
+        key = (arm_cfg.get("target") in TARGETS_FROM_TRAINED_MODELS, repr(sorted(arm_model(study_cfg, arm).items())))
+        groups.setdefault(key, []).extend((arm, int(seed)) for seed in study_cfg["seeds"])
+    return [runs[i:i + size] for key in sorted(groups, key=lambda k: k[0])  # stable: config order within
+            for runs in [groups[key]] for i in range(0, len(runs), size)]
+
+
+def packed_run(study_cfg: dict, arm: str, seed: int) -> dict:
+    """What the training job reads of one (arm, seed) run of a pack (the per-model rule's params)."""
+    return {"arm_name": arm, "arm_cfg": study_cfg["arms"][arm], "model_cfg": arm_model(study_cfg, arm),
+            "rsm_metric": training_rsm_metric(study_cfg, arm), "seed": int(seed)}
+

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import BestEpoch, Checkpoint, atomic_save, digest, run_hash
+from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint, atomic_save, digest, run_hash
 from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
 from .models import build_classifier
 from .regularisers import MTLRegulariser, build_regulariser, regularised_layers
@@ -618,7 +618,7 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
               diagnostic_target: np.ndarray, arm: dict, model_cfg: dict, training: TrainingConfig,
               seed: int, device: str, out_dir: str | Path, progress: bool = True,
               test=None, superclass_of_class: list[int] | None = None, context: dict | None = None,
-              stop_after_epoch: int | None = None) -> pd.DataFrame:
+              stop_after_epoch: int | None = None, keep_checkpoint: bool = False) -> pd.DataFrame:
     """Train one (arm, seed) and write ``model.pt`` and ``history.csv`` into ``out_dir``.
 
     train, val: (images uint8 [N,C,H,W], labels int64 [N], class names) from the prepared format.
@@ -629,7 +629,9 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
     labels corrupted (optional)}; context: study-level settings for the regulariser (rsm_metric).
     test: the test split, needed when ``training.track_test`` (per-epoch test metrics);
     superclass_of_class: the dataset's coarse label per class, if it has one.
-    ``stop_after_epoch`` simulates a killed job (tests).
+    ``stop_after_epoch`` simulates a killed job (tests). ``keep_checkpoint`` leaves the final
+    epoch's checkpoint behind (a pack's runs, :mod:`neurobias.packed`): run again, it rewrites the
+    same files without training.
     Raises :class:`NonFiniteLossError` when a loss diverges, before anything of that epoch is saved.
     """
     out_dir = Path(out_dir)
@@ -642,7 +644,7 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
     if training.track_test and test is None:
         raise ValueError("training.track_test: needs the test split")
     precision = resolve_precision(training.precision, device)
-    checkpoint = Checkpoint(out_dir / "checkpoint.pt",
+    checkpoint = Checkpoint(out_dir / CHECKPOINT_NAME,
                             run_hash(run_spec(data, arm, model_cfg, training, seed, precision, context)), device)
 
     memory_format = torch.channels_last if training.channels_last else torch.contiguous_format
@@ -683,7 +685,8 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
 
     frame = best.restore(model, regulariser, history)
     write_results(out_dir, model, model_cfg, data, regulariser, frame)
-    checkpoint.remove()
+    if not keep_checkpoint:
+        checkpoint.remove()
     return frame
 
 

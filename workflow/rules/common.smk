@@ -4,6 +4,7 @@
 # config per rule, never the whole config), so Snakemake's params trigger reruns exactly the jobs
 # a config change affects. Every rule runs ../scripts/run.py, which calls the package function
 # named after the rule (neurobias.jobs.JOBS) with the rule's named input, output and params.
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +35,14 @@ def job_resources(kind):
     """Cluster resources for 'gpu_jobs' or 'cpu_jobs' from the config (used by --profile slurm)."""
     res = dict(config["resources"].get(kind, {}))
     res.pop("threads", None)
+    return res
+
+
+def pack_resources(n_runs):
+    """A training pack's cluster resources: a training job's, with its runtime once per run."""
+    res = job_resources("gpu_jobs")
+    if "runtime" in res:
+        res["runtime"] = res["runtime"] * n_runs
     return res
 
 

@@ -1,0 +1,68 @@
+"""Packed training: the (arm, seed) runs of a study trained in one process (a study's ``pack``).
+
+A training job of the default workflow trains one network; a packed job trains up to ``pack``
+of them. What a pack saves is everything a job pays besides the training itself: the scheduler
+job on a cluster (hundreds of sbatch jobs become tens), and on every machine the process start,
+the ``import torch`` (about 3.5 s of a demo job's ~10 s on the 2-core reference machine) and the
+reading of the dataset, the recording and the targets, which the pack does once.
+
+The runs of a pack are trained one after another, each through :func:`neurobias.train.train_arm`
+exactly as it would be trained alone: its own seed, data order, regulariser, target and
+optimiser, so each model is bit-identical to the one its own job would write (tested), for every
+kind of arm. Training them side by side as one stacked network (``torch.func`` ``vmap`` over
+stacked parameters) was measured slower on this CPU than one after another
+(``benchmarks/packing_probe.py``: 0.82x at 5 models, 0.96x at 10), and it changes the numbers in
+the last bits, so it is not the engine here.
+
+Resuming: every run keeps its epoch checkpoint until the whole pack is written. Snakemake deletes
+all outputs of a job that failed, the finished runs' included; their checkpoints, which are not
+declared outputs, hold the final epoch, so a rerun rewrites those runs from their checkpoints
+without training and resumes the interrupted one at its last finished epoch. A killed pack loses
+at most the current epoch of one run, and ends with the same files as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .checkpoint import CHECKPOINT_NAME
+from .train import TrainingConfig, train_arm
+
+
+@dataclass
+class PackedRun:
+    """One (arm, seed) run of a pack: what :func:`~neurobias.train.train_arm` takes besides the
+    data the pack shares."""
+    arm: dict
+    model_cfg: dict
+    seed: int
+    target: np.ndarray | None
+    out_dir: Path
+    context: dict = field(default_factory=dict)
+
+
+def train_runs(runs: list[PackedRun], *, training: TrainingConfig, device, progress: bool,
+               on_finished: Callable[[int, float], None] | None = None, **shared) -> None:
+    """Train ``runs`` one after another on the data they share (``shared``: train, val, test,
+    stimuli, stimulus_tiers, diagnostic_target, superclass_of_class, as :func:`train_arm` takes
+    them). ``on_finished(index, started)`` runs after each run's files are written (the job
+    writes its provenance). A single run removes its checkpoint as it finishes; a pack removes
+    them all once every run is written."""
+    packed = len(runs) > 1
+    for k, run in enumerate(runs):
+        started = time.time()
+        if packed:
+            print(f"pack: run {k + 1}/{len(runs)}: {run.out_dir}", flush=True)
+        train_arm(arm=run.arm, model_cfg=run.model_cfg, training=training, seed=run.seed, target=run.target,
+                  device=device, out_dir=run.out_dir, progress=progress, context=run.context,
+                  keep_checkpoint=packed, **shared)
+        if on_finished is not None:
+            on_finished(k, started)
+    if packed:
+        for run in runs:
+            (Path(run.out_dir) / CHECKPOINT_NAME).unlink(missing_ok=True)

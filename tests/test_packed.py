@@ -1,0 +1,254 @@
+"""Packed training (a study's ``pack``): many (arm, seed) runs in one process, each model the one
+its own job would write, bit for bit; how a study's runs are grouped into packs."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from neurobias.data import CLASS_NAMES, make_synthetic_task
+from neurobias.data.synthetic import make_stimulus_images
+from neurobias.neural.similarity import neural_similarity
+from neurobias.neural.simulated_v1 import SimulatedV1, V1PopulationParams
+from neurobias.packed import PackedRun, train_runs
+from neurobias.rule_params import training_packs
+from neurobias.train import TrainingConfig, train_arm
+
+CFG = TrainingConfig(epochs=2, batch_size=32, lr=0.05, crop_padding=2, flip=True)
+CORNET = {"architecture": "cornet_z", "width": 8}
+VONE = {"architecture": "resnet18", "width": 4, "vone": {"parameters": "v1", "simple_channels": 4, "complex_channels": 4, "bottleneck": 4}}
+
+
+@pytest.fixture(scope="module")
+def task():
+    s = make_synthetic_task(5, n_train=192, n_val=64, n_test=64)
+    as_split = lambda k: (torch.as_tensor(s[k][0]), torch.as_tensor(s[k][1]), list(CLASS_NAMES))
+    stim = make_stimulus_images(2, 80)
+    responses = SimulatedV1(V1PopulationParams(n_neurons=20), 1).mean_rates(stim).astype(np.float32)
+    tiers = np.array(["train"] * 60 + ["test"] * 20)
+    return {"train": as_split("train"), "val": as_split("val"), "test": as_split("test"), "stimuli": stim,
+            "stimulus_tiers": tiers, "diagnostic_target": neural_similarity(responses),
+            "superclass_of_class": None}, responses
+
+
+# One run of every kind of arm (and a network with a VOneBlock front end), each with its own seed.
+def pack_runs(responses, out):
+    similarity = neural_similarity(responses)
+    runs = [({"regulariser": "none", "label_noise": 0.3}, CORNET, None, {}),
+            ({"regulariser": "similarity", "alpha": 1.0, "layers": ["V1", "V2"], "stimulus_batch_size": 8},
+             CORNET, similarity, {}),
+            ({"regulariser": "rsm", "r": 0.5, "layer": "V2", "stimulus_batch_size": 8}, CORNET, similarity,
+             {"rsm_metric": "cosine"}),
+            ({"regulariser": "mtl", "target": "responses_model", "layer": "V1", "batch_ratio": 1,
+              "stimulus_batch_size": 16}, CORNET, responses, {"responses": responses}),
+            ({"regulariser": "oracle", "layer": "V1",
+              "oracle": {"pretrain_epochs": 1, "corruptions": ["gaussian_noise", "contrast"], "groups": 2}},
+             CORNET, None, {}),
+            ({"regulariser": "none"}, VONE, None, {})]
+    return [PackedRun(arm=arm, model_cfg=model, seed=10 + k, target=target, context=context, out_dir=out / f"run{k}")
+            for k, (arm, model, target, context) in enumerate(runs)]
+
+
+def assert_same_files(a, b):
+    for name in ("history.csv",):
+        assert (a / name).read_text() == (b / name).read_text(), name
+    x, y = (torch.load(d / "model.pt", weights_only=True) for d in (a, b))
+    assert x["state_dict"].keys() == y["state_dict"].keys()
+    assert all(torch.equal(x["state_dict"][k], y["state_dict"][k]) for k in x["state_dict"])
+    assert x.get("neural_head", {}).keys() == y.get("neural_head", {}).keys()
+    assert all(torch.equal(x["neural_head"][k], y["neural_head"][k]) for k in x.get("neural_head", {}))
+
+
+@pytest.mark.slow
+def test_a_pack_trains_every_kind_of_arm_exactly_as_alone(task, tmp_path):
+    shared, responses = task
+    packed = pack_runs(responses, tmp_path / "pack")
+    finished = []
+    train_runs(packed, training=CFG, device="cpu", progress=False,
+               on_finished=lambda k, started: finished.append(k), **shared)
+    assert finished == list(range(len(packed)))
+    assert not list((tmp_path / "pack").glob("*/checkpoint.pt"))  # removed once the whole pack is written
+    for run in reversed(pack_runs(responses, tmp_path / "alone")):  # another order: runs share no state
+        train_arm(arm=run.arm, model_cfg=run.model_cfg, training=CFG, seed=run.seed, target=run.target,
+                  device="cpu", out_dir=run.out_dir, progress=False, context=run.context, **shared)
+    for k in range(len(packed)):
+        assert_same_files(tmp_path / "pack" / f"run{k}", tmp_path / "alone" / f"run{k}")
+    # the arms kept their semantics: the similarity term was trained, the MTL head saved
+    history = pd.read_csv(tmp_path / "pack" / "run1" / "history.csv")
+    assert (history["train_similarity_loss"] > 0).all()
+    assert "neural_head" in torch.load(tmp_path / "pack" / "run3" / "model.pt", weights_only=True)
+
+
+@pytest.mark.slow
+def test_a_pack_killed_in_its_second_run_resumes_to_the_same_files(task, tmp_path, monkeypatch):
+    """The first run finished (its checkpoint kept), the second killed after one epoch: the rerun
+    rewrites the first from its checkpoint without training and resumes the second."""
+    import neurobias.packed as packed_module
+    shared, responses = task
+    runs = pack_runs(responses, tmp_path / "killed")[:3]
+    full = pack_runs(responses, tmp_path / "full")[:3]
+    train_runs(full, training=CFG, device="cpu", progress=False, **shared)
+
+    calls = []
+
+    def killed_in_second_run(**kw):
+        calls.append(kw["out_dir"])
+        if len(calls) == 2:
+            train_arm(**kw, stop_after_epoch=1)
+            raise KeyboardInterrupt("killed")
+        return train_arm(**kw)
+
+    monkeypatch.setattr(packed_module, "train_arm", killed_in_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        train_runs(runs, training=CFG, device="cpu", progress=False, **shared)
+    assert (runs[0].out_dir / "checkpoint.pt").exists() and (runs[1].out_dir / "checkpoint.pt").exists()
+    for name in ("model.pt", "history.csv"):  # what Snakemake deletes of a failed job
+        (runs[0].out_dir / name).unlink()
+    monkeypatch.setattr(packed_module, "train_arm", train_arm)
+    resumed_epochs = []
+
+    train_runs(runs, training=CFG, device="cpu", progress=False,
+               on_finished=lambda k, started: resumed_epochs.append(k), **shared)
+    assert resumed_epochs == [0, 1, 2]
+    for a, b in zip(runs, full):
+        assert_same_files(a.out_dir, b.out_dir)
+    assert not list((tmp_path / "killed").glob("*/checkpoint.pt"))
+
+
+STUDY = {
+    "pack": 4,
+    "seeds": [0, 1, 2],
+    "model": {"architecture": "cornet_z", "width": 8},
+    "similarity": {"rsm_metric": "cosine"},
+    "arms": {"baseline": {"regulariser": "none"},
+             "mtl_monkey": {"regulariser": "mtl", "target": "responses_model", "layer": "V1"},
+             "oracle": {"regulariser": "oracle", "layer": "V1"},
+             "mtl_oracle": {"regulariser": "mtl", "target": "responses_oracle", "layer": "V1"},
+             "wide": {"regulariser": "none", "model": {"width": 16}}},
+}
+
+
+def test_packs_hold_runs_of_one_network_and_put_model_dependent_targets_last():
+    packs = training_packs(STUDY)
+    runs = [run for pack in packs for run in pack]
+    assert sorted(runs) == sorted((a, s) for a in STUDY["arms"] for s in STUDY["seeds"])  # each run once
+    assert all(1 <= len(p) <= 4 for p in packs)
+    for pack in packs:  # one network per pack; the oracle-derived targets never beside their oracle
+        assert len({a == "wide" for a, _ in pack}) == 1
+        assert len({a == "mtl_oracle" for a, _ in pack}) == 1
+    assert all(a == "mtl_oracle" for a, _ in packs[-1])
+    assert runs[:4] == [("baseline", 0), ("baseline", 1), ("baseline", 2), ("mtl_monkey", 0)]  # config order
+    one_each = training_packs({**STUDY, "pack": 1})
+    assert len(one_each) == len(runs) and all(len(p) == 1 for p in one_each)
+    whole = training_packs({**copy.deepcopy(STUDY), "pack": 100})
+    assert [len(p) for p in whole] == [9, 3, 3]  # the common network, the wide one, the MTL-oracle runs
+
+
+# -- the workflow ----------------------------------------------------------------------------------
+def packed_config(tmp_path, pack, **training):
+    import yaml
+    from conftest import TINY
+    config = yaml.safe_load(TINY.read_text())
+    config["studies"]["tiny"]["pack"] = pack
+    config["studies"]["tiny"]["training"].update(training)
+    path = tmp_path / f"pack{pack}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # the arms' order decides the packs
+    return path
+
+
+TINY_RUNS = [(arm, seed) for arm in ("none", "neural_model", "neural_data", "shuffle") for seed in (0, 1)]
+
+
+@pytest.mark.slow
+def test_packed_workflow_writes_the_same_files_as_one_job_per_model(tiny_local_run, tmp_path):
+    import json
+    import shutil
+    from conftest import dry_run_counts, snakemake
+    work = tmp_path / "work"
+    shutil.copytree(tiny_local_run, work, ignore=shutil.ignore_patterns("locks"))
+    config = packed_config(tmp_path, 3)
+    counts = dry_run_counts(work, config)
+    assert {k: v for k, v in counts.items() if k.startswith("train")} == \
+        {"train_pack__tiny__0": "1", "train_pack__tiny__1": "1", "train_pack__tiny__2": "1"}
+    from neurobias.jobs import JOBS, job_name
+    assert all(job_name(rule) in JOBS for rule in counts if rule not in ("all", "total", "jobid:"))
+    # one model's target builds its pack (neural_model seed 1, neural_data seeds 0 and 1), nothing else
+    one = "results/train/tiny/neural_model/seed1/model.pt"
+    r = snakemake(work, one, config=config)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = (work / "logs/train/tiny/pack1.log").read_text()
+    assert log.count("pack: run ") == 3 and "pack: run 3/3" in log
+    assert "neural_data/seed1" in log and "none/seed0" not in log
+    everything = [f"results/train/tiny/{a}/seed{s}/model.pt" for a, s in TINY_RUNS]
+    r = snakemake(work, *everything, config=config)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for arm, seed in TINY_RUNS:
+        run_dir = f"results/train/tiny/{arm}/seed{seed}"
+        assert_same_files(work / run_dir, tiny_local_run / run_dir)
+        provenance = json.loads((work / run_dir / "provenance.json").read_text())
+        assert provenance["pack"]["runs"] in (2, 3) and provenance["config"]["arm"] == arm
+        assert not (work / run_dir / "checkpoint.pt").exists()
+    # the rest of the workflow runs on the packed models unchanged
+    r = snakemake(work, config=config)
+    assert r.returncode == 0, r.stderr[-3000:]
+    tests = pd.read_csv(work / "results/stats/tiny/gaussian_noise_tests.csv")
+    want = pd.read_csv(tiny_local_run / "results/stats/tiny/gaussian_noise_tests.csv")
+    pd.testing.assert_frame_equal(tests, want)
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_packed_job_resumes_every_model_to_the_same_files(tiny_local_run, tmp_path):
+    """kill -9 of snakemake and its pack job once the pack's second run has a checkpoint (the
+    first run finished); `--unlock`, rerun: all three models equal an uninterrupted pack's."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT, snakemake
+    config = packed_config(tmp_path, 3, epochs=4)
+    target = "results/train/tiny/none/seed0/model.pt"  # pack 0: none 0, none 1, neural_model 0
+    pack = ["none/seed0", "none/seed1", "neural_model/seed0"]
+    runs = {}
+    for name in ("uninterrupted", "killed"):
+        runs[name] = tmp_path / name
+        shutil.copytree(tiny_local_run, runs[name], ignore=shutil.ignore_patterns("locks"))
+    r = snakemake(runs["uninterrupted"], target, config=config)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    work = runs["killed"]
+    second = work / "results/train/tiny/none/seed1/checkpoint.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+                             str(work), "--configfile", str(config), "--cores", "1", target], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not second.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert second.exists() and proc.poll() is None, "the pack ended or never reached its second run"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (work / "results/train/tiny/none/seed0/checkpoint.pt").exists()  # the finished run's, kept
+    assert snakemake(work, "--unlock", config=config, cores=False).returncode == 0
+    # the finished run's files are marked incomplete: --rerun-incomplete, as both profiles set it
+    r = snakemake(work, target, "--rerun-incomplete", config=config)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming from" in (work / "logs/train/tiny/pack0.log").read_text()
+    for run_dir in pack:
+        assert_same_files(work / "results/train/tiny" / run_dir, runs["uninterrupted"] / "results/train/tiny" / run_dir)
+        assert not (work / "results/train/tiny" / run_dir / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("value", [0, "auto", 2.5])
+def test_a_bad_pack_is_a_config_error_naming_the_field(value):
+    import yaml
+    from conftest import TINY
+    from neurobias.config import ConfigError, validate_config
+    config = yaml.safe_load(TINY.read_text())
+    config["studies"]["tiny"]["pack"] = value
+    with pytest.raises(ConfigError, match=r"studies\.tiny\.pack"):
+        validate_config(config)
+    config["studies"]["tiny"].pop("pack")
+    assert validate_config(config)["studies"]["tiny"]["pack"] == 1  # the schema's default: one job per model
