@@ -17,6 +17,8 @@ from neurobias.rule_params import training_packs
 from neurobias.train import TrainingConfig, train_arm
 
 CFG = TrainingConfig(epochs=2, batch_size=32, lr=0.05, crop_padding=2, flip=True)
+PLATEAU = TrainingConfig(epochs=3, batch_size=32, lr=0.05, crop_padding=2, flip=True,
+                         lr_schedule={"kind": "plateau", "patience": 1, "max_decays": 5})
 CORNET = {"architecture": "cornet_z", "width": 8}
 VONE = {"architecture": "resnet18", "width": 4, "vone": {"parameters": "v1", "simple_channels": 4, "complex_channels": 4, "bottleneck": 4}}
 
@@ -82,39 +84,68 @@ def test_a_pack_trains_every_kind_of_arm_exactly_as_alone(task, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_pack_killed_in_its_second_run_resumes_to_the_same_files(task, tmp_path, monkeypatch):
-    """The first run finished (its checkpoint kept), the second killed after one epoch: the rerun
-    rewrites the first from its checkpoint without training and resumes the second."""
+def test_a_pack_killed_in_its_oracle_run_resumes_to_the_same_files(task, tmp_path, monkeypatch):
+    """Every kind of arm, the plateau schedule with restore_best: four runs finished (checkpoints
+    kept), the oracle killed after its first stage's epoch; the rerun rewrites the four from their
+    checkpoints without training, resumes the oracle and trains the last: the same files."""
     import neurobias.packed as packed_module
     shared, responses = task
-    runs = pack_runs(responses, tmp_path / "killed")[:3]
-    full = pack_runs(responses, tmp_path / "full")[:3]
-    train_runs(full, training=CFG, device="cpu", progress=False, **shared)
+    runs = pack_runs(responses, tmp_path / "killed")
+    full = pack_runs(responses, tmp_path / "full")
+    train_runs(full, training=PLATEAU, device="cpu", progress=False, **shared)
 
     calls = []
 
     def killed_in_second_run(**kw):
         calls.append(kw["out_dir"])
-        if len(calls) == 2:
+        if len(calls) == 5:  # the oracle, killed after its first (pretraining) epoch
             train_arm(**kw, stop_after_epoch=1)
             raise KeyboardInterrupt("killed")
         return train_arm(**kw)
 
     monkeypatch.setattr(packed_module, "train_arm", killed_in_second_run)
     with pytest.raises(KeyboardInterrupt):
-        train_runs(runs, training=CFG, device="cpu", progress=False, **shared)
-    assert (runs[0].out_dir / "checkpoint.pt").exists() and (runs[1].out_dir / "checkpoint.pt").exists()
-    for name in ("model.pt", "history.csv"):  # what Snakemake deletes of a failed job
-        (runs[0].out_dir / name).unlink()
+        train_runs(runs, training=PLATEAU, device="cpu", progress=False, **shared)
+    assert all((r.out_dir / "checkpoint.pt").exists() for r in runs[:5])
+    for run in runs[:4]:
+        for name in ("model.pt", "history.csv"):  # what Snakemake deletes of a failed job
+            (run.out_dir / name).unlink()
     monkeypatch.setattr(packed_module, "train_arm", train_arm)
-    resumed_epochs = []
+    finished = []
 
-    train_runs(runs, training=CFG, device="cpu", progress=False,
-               on_finished=lambda k, started: resumed_epochs.append(k), **shared)
-    assert resumed_epochs == [0, 1, 2]
+    train_runs(runs, training=PLATEAU, device="cpu", progress=False,
+               on_finished=lambda k, started: finished.append(k), **shared)
+    assert finished == list(range(6))
+    assert pd.read_csv(full[0].out_dir / "history.csv")["restored"].any()  # restore_best was exercised
     for a, b in zip(runs, full):
         assert_same_files(a.out_dir, b.out_dir)
     assert not list((tmp_path / "killed").glob("*/checkpoint.pt"))
+
+
+def test_a_failing_run_does_not_stop_the_others_and_the_rerun_trains_only_it(task, tmp_path, monkeypatch):
+    import neurobias.packed as packed_module
+    from neurobias.train import NonFiniteLossError
+    shared, responses = task
+    runs = pack_runs(responses, tmp_path)[:3]
+    trained = []
+
+    def second_diverges(**kw):
+        trained.append(kw["out_dir"])
+        if kw["out_dir"] == runs[1].out_dir:
+            raise NonFiniteLossError(1, 0, "similarity loss", float("nan"), 6)
+        return train_arm(**kw)
+
+    monkeypatch.setattr(packed_module, "train_arm", second_diverges)
+    with pytest.raises(packed_module.PackFailure, match=r"1 of the pack's 3 runs failed") as failure:
+        train_runs(runs, training=CFG, device="cpu", progress=False, **shared)
+    assert str(runs[1].out_dir) in str(failure.value) and "similarity loss" in str(failure.value)
+    assert trained == [r.out_dir for r in runs]  # the third run was still trained
+    assert (runs[2].out_dir / "model.pt").exists() and (runs[2].out_dir / "checkpoint.pt").exists()
+
+    monkeypatch.setattr(packed_module, "train_arm", train_arm)
+    train_runs(runs, training=CFG, device="cpu", progress=False, **shared)
+    for run in runs:
+        assert (run.out_dir / "model.pt").exists() and not (run.out_dir / "checkpoint.pt").exists()
 
 
 STUDY = {
@@ -252,3 +283,14 @@ def test_a_bad_pack_is_a_config_error_naming_the_field(value):
         validate_config(config)
     config["studies"]["tiny"].pop("pack")
     assert validate_config(config)["studies"]["tiny"]["pack"] == 1  # the schema's default: one job per model
+
+
+def test_models_of_a_study_outside_studies_to_run_still_have_their_pack_rules(tmp_path):
+    """The default config with only federer_demo to run: brain-likeness still reads the demo's
+    models, whose packs must exist as rules."""
+    from conftest import ROOT, snakemake
+    r = snakemake(tmp_path, "-n", "--config", "studies_to_run=[federer_demo]", config=ROOT / "config.yaml",
+                  cores=False)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "train_pack__demo__0" in out and "train_pack__federer_demo__0" in out

@@ -161,7 +161,9 @@ def test_rerun_has_nothing_to_do(saf_run):
 def test_preset_dry_run_without_data(tmp_path):
     counts = dry_run_counts(tmp_path, PRESET)
     # (5 arms + 2 arms x 11 other batch ratios) x 5 seeds; one evaluation job per arm
-    assert "train" not in counts and training_jobs(counts) == 5 + 22  # 5 seeds to a job (pack: 5)
+    # pack: 2 within each arm's network group: 130 runs in 65 jobs, the 5 MTL-oracle runs (packed
+    # after their oracle) in 3
+    assert "train" not in counts and training_jobs(counts) == 65 + 3
     assert counts["evaluate_corruptions"] == str(5 + 22)
     assert counts["oracle_targets"] == "1"
     assert counts["figure_safarani_fig3"] == "3" and counts["figure_safarani_fig2"] == "1"

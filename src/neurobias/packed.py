@@ -19,11 +19,15 @@ all outputs of a job that failed, the finished runs' included; their checkpoints
 declared outputs, hold the final epoch, so a rerun rewrites those runs from their checkpoints
 without training and resumes the interrupted one at its last finished epoch. A killed pack loses
 at most the current epoch of one run, and ends with the same files as an uninterrupted one.
+
+A run that fails (a diverging loss, say) does not stop the others: the pack trains every run,
+then fails naming each run that did, so a rerun after the fix trains only those.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -54,15 +58,35 @@ def train_runs(runs: list[PackedRun], *, training: TrainingConfig, device, progr
     writes its provenance). A single run removes its checkpoint as it finishes; a pack removes
     them all once every run is written."""
     packed = len(runs) > 1
+    failed: list[tuple[Path, Exception]] = []
     for k, run in enumerate(runs):
         started = time.time()
         if packed:
             print(f"pack: run {k + 1}/{len(runs)}: {run.out_dir}", flush=True)
-        train_arm(arm=run.arm, model_cfg=run.model_cfg, training=training, seed=run.seed, target=run.target,
-                  device=device, out_dir=run.out_dir, progress=progress, context=run.context,
-                  keep_checkpoint=packed, **shared)
+        try:
+            train_arm(arm=run.arm, model_cfg=run.model_cfg, training=training, seed=run.seed, target=run.target,
+                      device=device, out_dir=run.out_dir, progress=progress, context=run.context,
+                      keep_checkpoint=packed, **shared)
+        except Exception as error:  # noqa: BLE001  (reported below, after the other runs)
+            if not packed:
+                raise
+            traceback.print_exc()
+            failed.append((Path(run.out_dir), error))
+            continue
         if on_finished is not None:
             on_finished(k, started)
+    if failed:
+        raise PackFailure(failed, len(runs)) from failed[0][1]
     if packed:
         for run in runs:
             (Path(run.out_dir) / CHECKPOINT_NAME).unlink(missing_ok=True)
+
+
+class PackFailure(RuntimeError):
+    """Runs of a pack failed; the others were trained and keep their checkpoints."""
+
+    def __init__(self, failed: list[tuple[Path, Exception]], n_runs: int):
+        self.failed = failed
+        lines = "\n".join(f"  {out_dir}: {type(error).__name__}: {error}" for out_dir, error in failed)
+        super().__init__(f"{len(failed)} of the pack's {n_runs} runs failed (the others were trained and "
+                         f"keep their checkpoints, so a rerun trains only these):\n{lines}")

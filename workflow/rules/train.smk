@@ -20,8 +20,9 @@ def training_inputs(study):
                 test_split=f"results/data/{study_cfg(study)['dataset']}/test.pt" if track_test else [])
 
 
-PACKED_STUDIES = [s for s in STUDIES if study_cfg(s)["pack"] > 1]
-UNPACKED_STUDIES = [s for s in STUDIES if s not in PACKED_STUDIES]
+# every configured study, not only studies_to_run: brain_likeness may read another study's models
+PACKED_STUDIES = [s for s in config["studies"] if study_cfg(s)["pack"] > 1]
+UNPACKED_STUDIES = [s for s in config["studies"] if s not in PACKED_STUDIES]
 
 
 rule train:
