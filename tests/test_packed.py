@@ -294,3 +294,24 @@ def test_models_of_a_study_outside_studies_to_run_still_have_their_pack_rules(tm
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     assert "train_pack__demo__0" in out and "train_pack__federer_demo__0" in out
+
+
+def test_the_demo_positive_control_overlay_changes_only_the_demo_arms_it_names(tmp_path):
+    """studies/overlays/demo_positive_control.yaml extends config.yaml: layer3 at alpha 30 for the
+    regularised arms, 10 seeds in packs of 5, nothing else of the default."""
+    import yaml
+    from conftest import ROOT, dry_run_counts
+    from neurobias.config import resolve_extends, validate_config
+    overlay = ROOT / "studies" / "overlays" / "demo_positive_control.yaml"
+    config = yaml.safe_load(overlay.read_text())
+    resolve_extends(config, ROOT)
+    config = validate_config(config)
+    default = validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    demo, base = config["studies"]["demo"], default["studies"]["demo"]
+    for arm in ("neural_model", "neural_data", "shuffle"):
+        assert demo["arms"][arm] == {**base["arms"][arm], "alpha": 30, "layers": ["layer3"]}
+    assert demo["arms"]["none"] == base["arms"]["none"] and demo["seeds"] == list(range(10))
+    assert {k: v for k, v in demo.items() if k not in ("arms", "seeds")} == {k: v for k, v in base.items()
+                                                                          if k not in ("arms", "seeds")}
+    counts = dry_run_counts(tmp_path, overlay)
+    assert sorted(r for r in counts if r.startswith("train")) == [f"train_pack__demo__{k}" for k in range(8)]
