@@ -374,11 +374,13 @@ def _train_runs(runs: list[dict], models: list, histories: list, *, train_split,
               "test": load_split(test_split) if test_split else None,
               "superclass_of_class": load_superclasses(test_split) if test_split else None}
     loaded_targets = {path: np.load(path) for path in sorted({r["target"] for r in runs if r["target"]})}
+    responses = None  # trial-averaged, once, if an MTL arm scores its head against them
     packed = []
     for run, model_path in zip(runs, models):
         context = {} if run["rsm_metric"] is None else {"rsm_metric": run["rsm_metric"]}
-        if run["arm_cfg"]["regulariser"] == "mtl":  # MTL arms score their head against the recorded responses too
-            context["responses"] = rec.trial_average()
+        if run["arm_cfg"]["regulariser"] == "mtl":
+            responses = rec.trial_average() if responses is None else responses
+            context["responses"] = responses
         packed.append(PackedRun(arm=run["arm_cfg"], model_cfg=run["model_cfg"], seed=int(run["seed"]),
                                 target=loaded_targets.get(run["target"]) if run["target"] else None,
                                 context=context, out_dir=Path(model_path).parent))

@@ -2,9 +2,10 @@
 
 A training job of the default workflow trains one network; a packed job trains up to ``pack``
 of them. What a pack saves is everything a job pays besides the training itself: the scheduler
-job on a cluster (hundreds of sbatch jobs become tens), and on every machine the process start,
-the ``import torch`` (about 3.5 s of a demo job's ~10 s on the 2-core reference machine) and the
-reading of the dataset, the recording and the targets, which the pack does once.
+job on a cluster (hundreds of sbatch jobs become tens), and on every machine the job's start
+(Snakemake's script wrapper, the interpreter, ``import torch``: about 9 s beside a demo model's
+18 s of training on the 2-core reference machine) and the reading of the dataset, the recording
+and the targets, which the pack does once.
 
 The runs of a pack are trained one after another, each through :func:`neurobias.train.train_arm`
 exactly as it would be trained alone: its own seed, data order, regulariser, target and

@@ -118,8 +118,11 @@ def training_packs(study_cfg: dict) -> list[list[tuple[str, int]]]:
     for arm, arm_cfg in study_cfg["arms"].items():
         key = (arm_cfg.get("target") in TARGETS_FROM_TRAINED_MODELS, repr(sorted(arm_model(study_cfg, arm).items())))
         groups.setdefault(key, []).extend((arm, int(seed)) for seed in study_cfg["seeds"])
-    return [runs[i:i + size] for key in sorted(groups, key=lambda k: k[0])  # stable: config order within
-            for runs in [groups[key]] for i in range(0, len(runs), size)]
+    packs = []
+    for key in sorted(groups, key=lambda k: k[0]):  # model-dependent targets last; stable otherwise
+        runs = groups[key]
+        packs += [runs[i:i + size] for i in range(0, len(runs), size)]
+    return packs
 
 
 def packed_run(study_cfg: dict, arm: str, seed: int) -> dict:

@@ -65,13 +65,21 @@ def download_entry(filename):
     raise WorkflowError(f"no configured dataset or recording downloads {filename!r}")
 
 
+def split_path(study, split):
+    return f"results/data/{study_cfg(study)['dataset']}/{split}.pt"
+
+
+def recording_path(study):
+    return f"results/neural/{study_cfg(study)['recording']}/recording.npz"
+
+
 def dataset_split(split):
     """Input function: a split of the study's dataset."""
-    return lambda wc: f"results/data/{study_cfg(wc.study)['dataset']}/{split}.pt"
+    return lambda wc: split_path(wc.study, split)
 
 
 def recording_of(wc):
-    return f"results/neural/{study_cfg(wc.study)['recording']}/recording.npz"
+    return recording_path(wc.study)
 
 
 def seed_paths(pattern):

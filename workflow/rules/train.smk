@@ -12,12 +12,10 @@ def arm_target_path(study, arm):
 def training_inputs(study):
     """What every training job of a study reads besides its targets."""
     track_test = study_cfg(study)["training"]["track_test"]
-    return dict(train_split=f"results/data/{study_cfg(study)['dataset']}/train.pt",
-                val_split=f"results/data/{study_cfg(study)['dataset']}/val.pt",
-                recording=f"results/neural/{study_cfg(study)['recording']}/recording.npz",
-                diagnostic_target=f"results/similarity/{study}/model.npy",
+    return dict(train_split=split_path(study, "train"), val_split=split_path(study, "val"),
+                recording=recording_path(study), diagnostic_target=f"results/similarity/{study}/model.npy",
                 # Federer 2020's per-epoch test metrics (training.track_test)
-                test_split=f"results/data/{study_cfg(study)['dataset']}/test.pt" if track_test else [])
+                test_split=split_path(study, "test") if track_test else [])
 
 
 # every configured study, not only studies_to_run: brain_likeness may read another study's models
