@@ -85,7 +85,7 @@ def test_device_resolution():
 
 def test_similarity_targets_always_include_the_diagnostic_model_target(demo):
     study = demo["studies"]["demo"]
-    assert similarity_targets(study) == ["data", "model", "shuffle"]
+    assert similarity_targets(study) == ["model", "shuffle"]
     only_none = copy.deepcopy(study)
     only_none["arms"] = {"none": {"regulariser": "none"}}
     assert similarity_targets(only_none) == ["model"]

@@ -173,6 +173,38 @@ def test_vgg_batch_norm_option(arch):
     assert sum(isinstance(m, nn.BatchNorm2d) for m in classifier(arch, width=4).modules()) == 0
 
 
+@pytest.mark.parametrize("arch", ["vgg11", "vgg16", "vgg19"])
+def test_vgg_head_init_scales_the_linear_layers_by_their_fan_in(arch):
+    """width_scaled: SD 0.01 sqrt(4096 / fan_in), torchvision's per-layer gain on a narrow head."""
+    wide = classifier(arch, width=32, head_init="width_scaled")  # 256 features: 256 x 256 weights
+    plain = classifier(arch, width=32)  # the same seed
+    for scaled, default in zip(*(([m for m in net.modules() if isinstance(m, nn.Linear)]) for net in (wide, plain))):
+        fan_in = scaled.in_features
+        assert scaled.weight.std().item() == pytest.approx(0.01 * (4096 / fan_in) ** 0.5, rel=0.1)
+        assert default.weight.std().item() == pytest.approx(0.01, rel=0.1)
+        assert not scaled.bias.any()
+    convs = [[m.weight for m in net.modules() if isinstance(m, nn.Conv2d)] for net in (wide, plain)]
+    assert all(torch.equal(a, b) for a, b in zip(*convs))  # only the head differs
+    with pytest.raises(ValueError, match="head_init"):
+        classifier(arch, width=4, head_init="xavier")
+
+
+def test_head_init_is_a_vgg_option_in_the_config():
+    import copy
+    import yaml
+    from neurobias.config import ConfigError, validate_config
+    from conftest import ROOT
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    bad = copy.deepcopy(config)
+    bad["studies"]["safarani_demo"]["model"]["head_init"] = "xavier"
+    with pytest.raises(ConfigError, match="safarani_demo.model.head_init"):
+        validate_config(bad)
+    bad = copy.deepcopy(config)
+    bad["studies"]["demo"]["model"]["head_init"] = "width_scaled"
+    with pytest.raises(ConfigError, match="head_init"):
+        validate_config(bad)
+
+
 def test_save_and_load_classifier_with_new_options(tmp_path):
     from neurobias.train import load_classifier, save_classifier
     for cfg in ({"architecture": "cornet_z", "width": 4, "input_size": 40, "diagnostic_layers": ["V1"]},

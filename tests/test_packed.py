@@ -296,9 +296,9 @@ def test_models_of_a_study_outside_studies_to_run_still_have_their_pack_rules(tm
     assert "train_pack__demo__0" in out and "train_pack__federer_demo__0" in out
 
 
-def test_the_demo_positive_control_overlay_changes_only_the_demo_arms_it_names(tmp_path):
-    """studies/overlays/demo_positive_control.yaml extends config.yaml: layer3 at alpha 30 for the
-    regularised arms, 10 seeds in packs of 5, nothing else of the default."""
+def test_the_demo_positive_control_overlay_is_the_default_demo_at_its_screened_size(tmp_path):
+    """studies/overlays/demo_positive_control.yaml extends config.yaml: the default demo with 3000
+    training images and a Neural(data) arm regularised like Neural(model), nothing else changed."""
     import yaml
     from conftest import ROOT, dry_run_counts
     from neurobias.config import resolve_extends, validate_config
@@ -308,10 +308,13 @@ def test_the_demo_positive_control_overlay_changes_only_the_demo_arms_it_names(t
     config = validate_config(config)
     default = validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))
     demo, base = config["studies"]["demo"], default["studies"]["demo"]
-    for arm in ("neural_model", "neural_data", "shuffle"):
-        assert demo["arms"][arm] == {**base["arms"][arm], "alpha": 30, "layers": ["layer3"]}
-    assert demo["arms"]["none"] == base["arms"]["none"] and demo["seeds"] == list(range(10))
-    assert {k: v for k, v in demo.items() if k not in ("arms", "seeds")} == {k: v for k, v in base.items()
-                                                                          if k not in ("arms", "seeds")}
+    assert {a: v for a, v in demo["arms"].items() if a != "neural_data"} == base["arms"]
+    assert demo["arms"]["neural_data"] == {**base["arms"]["neural_model"], "target": "data"}
+    assert {k: v for k, v in demo.items() if k != "arms"} == {k: v for k, v in base.items() if k != "arms"}
+    assert base["seeds"] == list(range(10)) and base["arms"]["neural_model"]["layers"] == ["layer3"]
+    data, base_data = config["datasets"]["synthetic10"], default["datasets"]["synthetic10"]
+    assert (data["n_train"], data["n_val"]) == (3000, 1000) and (base_data["n_train"], base_data["n_val"]) == (1500, 500)
+    assert {k: v for k, v in data.items() if k not in ("n_train", "n_val")} == \
+        {k: v for k, v in base_data.items() if k not in ("n_train", "n_val")}
     counts = dry_run_counts(tmp_path, overlay)
     assert sorted(r for r in counts if r.startswith("train")) == [f"train_pack__demo__{k}" for k in range(8)]

@@ -114,6 +114,17 @@ def test_robustness_scores_intervals_and_regression(saf_run, study):
     ok = scores.dropna(subset=["ci_low"])
     assert (ok["ci_low"] <= ok["score"] + 1e-12).all() and (ok["score"] <= ok["ci_high"] + 1e-12).all()
     assert set(scores["repetitions"]) == {50}
+    # relative to the control arm: the same scores with MTL-shuffled as the reference
+    contrasts = pd.read_csv(saf_run / "results/stats/saf/robustness_scores_vs_controls.csv")
+    assert set(contrasts["reference"]) == {"mtl_shuffled"}
+    against = robustness_scores(tidy, "mtl_shuffled", CATEGORIES)
+    merged = contrasts.merge(against, on=["arm", "category"], suffixes=("", "_tidy"))
+    assert len(merged) == len(against) == len(scores)
+    assert np.allclose(merged["score"], merged["score_tidy"])
+    control = contrasts[contrasts["arm"] == "mtl_shuffled"]
+    assert np.allclose(control[["score", "ci_low", "ci_high"]], 1.0)
+    monkey = contrasts[(contrasts["arm"] == "mtl_monkey") & (contrasts["category"] == "all")].iloc[0]
+    assert monkey["ci_low"] <= monkey["score"] <= monkey["ci_high"] and monkey["ci_low"] < monkey["ci_high"]
     # the regression, recomputed from the model table with statsmodels
     models = pd.read_csv(saf_run / "results/stats/saf/robustness_models.csv")
     assert len(models) == len(study["arms"]) * len(study["seeds"])

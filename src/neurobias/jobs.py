@@ -804,14 +804,18 @@ def _load_correct(npz_paths: dict) -> tuple[dict, list[tuple[str, int]]]:
     return correct, conditions
 
 
-def stats_corruptions(*, tables: list, correct: list, accuracy, scores, per_seed, models, regression, study: str,
-                      arms: list[str], arms_cfg: dict, baseline: str, bootstrap_cfg: dict, pools: list[str]) -> None:
+def stats_corruptions(*, tables: list, correct: list, accuracy, scores, contrasts, per_seed, models, regression,
+                      study: str, arms: list[str], arms_cfg: dict, baseline: str, controls: list[str],
+                      bootstrap_cfg: dict, pools: list[str]) -> None:
     """Safarani 2021's statistics: accuracy per arm x corruption x severity (mean, SEM over seeds);
     robustness scores relative to the baseline, overall and per category, with bootstrapped
-    intervals (test images resampled in pairs across models, and each arm's seeds); per-seed
-    scores; one row per model; the 2-factor OLS of robustness on neural prediction performance and
-    clean accuracy over each batch-ratio pool (``pools``). correct: per-image correctness of each
-    arm's seeds, one file per arm in ``arms`` order; arms_cfg: :func:`neurobias.rule_params.corruption_arms`."""
+    intervals (test images resampled in pairs across models, and each arm's seeds); the same
+    scores relative to each control arm (``contrasts``, column ``reference``: e.g. MTL-monkey over
+    MTL-shuffled, whose interval excluding 1 says the V1 targets matter beyond the second task);
+    per-seed scores; one row per model; the 2-factor OLS of robustness on neural prediction
+    performance and clean accuracy over each batch-ratio pool (``pools``). correct: per-image
+    correctness of each arm's seeds, one file per arm in ``arms`` order; arms_cfg:
+    :func:`neurobias.rule_params.corruption_arms`."""
     from .robustness.corruptions import CATEGORIES
     from .stats import (bootstrap_robustness, model_robustness_table, robustness_scores_per_seed, summarise,
                         two_factor_regression)
@@ -822,9 +826,17 @@ def stats_corruptions(*, tables: list, correct: list, accuracy, scores, per_seed
     _write_csv(summarise(tidy[tidy["metric"] == "accuracy"],
                          by=("study", "evaluation", "condition", "category", "level", "metric", "arm")), accuracy)
     per_image, conditions = _load_correct(dict(zip(arms, correct)))
-    _write_csv(bootstrap_robustness(per_image, conditions, baseline, CATEGORIES,
+    def scores_against(reference: str) -> pd.DataFrame:
+        return bootstrap_robustness(per_image, conditions, reference, CATEGORIES,
                                     repetitions=bootstrap_cfg["repetitions"], seed=bootstrap_cfg["seed"],
-                                    study=study), scores)
+                                    study=study)
+
+    against_baseline = scores_against(baseline)
+    _write_csv(against_baseline, scores)
+    # the same image and seed draws for every reference (one seeded generator per call)
+    against_controls = [scores_against(c).assign(reference=c) for c in controls]
+    _write_csv(pd.concat(against_controls, ignore_index=True) if against_controls
+               else pd.DataFrame(columns=[*against_baseline.columns, "reference"]), contrasts)
     _write_csv(robustness_scores_per_seed(tidy, baseline, CATEGORIES), per_seed)
     table = model_robustness_table(tidy, safarani_arms_table(arms_cfg), baseline, CATEGORIES)
     _write_csv(table, models)
@@ -832,7 +844,8 @@ def stats_corruptions(*, tables: list, correct: list, accuracy, scores, per_seed
     _write_csv(fitted, regression)
     print(fitted.to_string())
     write_provenance(Path(scores).parent, job="stats_corruptions", filename="provenance_corruptions.json",
-                     config_slice={"baseline": baseline, "bootstrap": bootstrap_cfg, "pools": pools}, started=started)
+                     config_slice={"baseline": baseline, "controls": list(controls), "bootstrap": bootstrap_cfg,
+                                   "pools": pools}, started=started)
 
 
 def figure_arms(arms: list[str]) -> list[str]:

@@ -55,9 +55,9 @@ ARCHITECTURE_OPTIONS: dict[str, set[str]] = {
     "resnet18": {"width"} | CLASSIFIER_OPTIONS,
     "resnet34": {"width"} | CLASSIFIER_OPTIONS,
     "cornet_z": {"width"} | CLASSIFIER_OPTIONS,
-    "vgg16": {"width", "batch_norm"} | CLASSIFIER_OPTIONS,
-    "vgg11": {"width", "batch_norm"} | CLASSIFIER_OPTIONS,
-    "vgg19": {"width", "batch_norm"} | CLASSIFIER_OPTIONS,
+    "vgg16": {"width", "batch_norm", "head_init"} | CLASSIFIER_OPTIONS,
+    "vgg11": {"width", "batch_norm", "head_init"} | CLASSIFIER_OPTIONS,
+    "vgg19": {"width", "batch_norm", "head_init"} | CLASSIFIER_OPTIONS,
 }
 
 # Taps the held-out similarity fit is scored on when neither the arm nor model.diagnostic_layers

@@ -88,6 +88,7 @@ rule stats_corruptions:
             category="{study}",
             subcategory="Statistics",
         ),
+        contrasts="results/stats/{study}/robustness_scores_vs_controls.csv",
         per_seed="results/stats/{study}/robustness_scores_per_seed.csv",
         models="results/stats/{study}/robustness_models.csv",
         regression=report(
@@ -101,6 +102,7 @@ rule stats_corruptions:
         arms=lambda wc: list(study_cfg(wc.study)["arms"]),
         arms_cfg=lambda wc: rule_params.corruption_arms(study_cfg(wc.study)),
         baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
+        controls=lambda wc: study_cfg(wc.study)["control_arms"],
         bootstrap_cfg=lambda wc: study_cfg(wc.study)["evaluations"]["corruptions"]["bootstrap"],
         pools=lambda wc: rule_params.regression_pools(study_cfg(wc.study)),
     log:

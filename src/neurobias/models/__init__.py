@@ -48,12 +48,12 @@ ARCHITECTURES = {
     "resnet18": lambda num_classes, in_channels, width=64: resnet18_cifar(num_classes, width, in_channels),
     "resnet34": lambda num_classes, in_channels, width=64: resnet34_cifar(num_classes, width, in_channels),
     "cornet_z": lambda num_classes, in_channels, width=64: cornet_z(num_classes, width, in_channels),
-    "vgg16": lambda num_classes, in_channels, width=64, batch_norm=False: vgg16(num_classes, width, in_channels,
-                                                                                batch_norm),
-    "vgg11": lambda num_classes, in_channels, width=64, batch_norm=True: vgg11(num_classes, width, in_channels,
-                                                                               batch_norm),
-    "vgg19": lambda num_classes, in_channels, width=64, batch_norm=True: vgg19(num_classes, width, in_channels,
-                                                                               batch_norm),
+    "vgg16": lambda num_classes, in_channels, width=64, batch_norm=False, head_init="torchvision":
+        vgg16(num_classes, width, in_channels, batch_norm, head_init),
+    "vgg11": lambda num_classes, in_channels, width=64, batch_norm=True, head_init="torchvision":
+        vgg11(num_classes, width, in_channels, batch_norm, head_init),
+    "vgg19": lambda num_classes, in_channels, width=64, batch_norm=True, head_init="torchvision":
+        vgg19(num_classes, width, in_channels, batch_norm, head_init),
 }
 
 

@@ -18,7 +18,12 @@ Features (configuration D): 3x3 convolutions with padding 1, each followed by Re
 
 ``width`` (default 64 = the published network) scales every channel count proportionally
 (w, 2w, 4w, 8w, 8w). Initialisation as torchvision's VGG: Kaiming-normal (fan-out) convs, N(0,
-0.01) linear weights, zero biases.
+0.01) linear weights, zero biases. ``head_init: width_scaled`` gives the linear layers SD
+0.01 * sqrt(4096 / fan_in) instead: the per-layer gain (0.64) of torchvision's 4096-wide head. With
+N(0, 0.01) a narrow head (width 8: 64 features, gain 0.08) starts deep in the cross-entropy's
+plateau; a baseline escapes it after a few epochs, but Safarani's uncertainty weighting scales
+the cross-entropy by 1/(2 CE) ~ 0.22 at chance, and the MTL arms of a laptop-sized run never do
+(measured: docs/studies/safarani2021.md).
 
 Classifier: the usual CIFAR VGG head, adaptive average pool to 1x1 -> Linear(8w -> 8w) -> ReLU ->
 Dropout(0.5) -> Linear(8w -> num_classes). The ImageNet head (three fully connected layers, 4096
@@ -63,11 +68,13 @@ def _layer_names(config=CONFIG_D) -> tuple[str, ...]:
 
 class VGG(CoreSplit, nn.Module):
     def __init__(self, num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = False,
-                 config=CONFIG_D):
+                 config=CONFIG_D, head_init: str = "torchvision"):
         super().__init__()
         if width < 1 or in_channels < 1 or num_classes < 1:
             raise ValueError(f"vgg: width, in_channels and num_classes must be positive, got "
                              f"{width}, {in_channels}, {num_classes}")
+        if head_init not in HEAD_INITS:
+            raise ValueError(f"vgg: head_init must be one of {HEAD_INITS}, got {head_init!r}")
         if not isinstance(batch_norm, bool):
             raise ValueError(f"vgg: batch_norm must be true or false, got {batch_norm!r}")
         self.tap_names = _layer_names(config)
@@ -89,13 +96,15 @@ class VGG(CoreSplit, nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Linear(ch, ch), nn.ReLU(inplace=True), nn.Dropout(0.5),
                                         nn.Linear(ch, num_classes))
+        self.head_init = head_init
         for m in self.modules():
-            _initialise(m)
+            self._initialise(m)
 
     def _block(self, tap: str) -> nn.Module:
         return self.features[tap]
 
-    _initialise = staticmethod(lambda m: _initialise(m))
+    def _initialise(self, m: nn.Module) -> None:
+        _initialise(m, self.head_init)
 
     def forward_taps(self, x: torch.Tensor, taps=(), features_only: bool = False
                      ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
@@ -116,8 +125,13 @@ class VGG(CoreSplit, nn.Module):
         return self.forward_taps(x)[0]
 
 
-def _initialise(m: nn.Module) -> None:
-    """torchvision's VGG initialisation for one module (others are left alone)."""
+HEAD_INITS = ("torchvision", "width_scaled")
+
+
+def _initialise(m: nn.Module, head_init: str = "torchvision") -> None:
+    """torchvision's VGG initialisation for one module (others are left alone). ``head_init``
+    ``width_scaled``: the linear layers' SD 0.01 * sqrt(4096 / fan_in) instead of 0.01, so a
+    narrow head has the per-layer gain of torchvision's 4096-wide one (0.01 * sqrt(4096) = 0.64)."""
     if isinstance(m, nn.Conv2d):
         nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         nn.init.zeros_(m.bias)
@@ -125,20 +139,24 @@ def _initialise(m: nn.Module) -> None:
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
     elif isinstance(m, nn.Linear):
-        nn.init.normal_(m.weight, 0.0, 0.01)
+        sd = 0.01 if head_init == "torchvision" else 0.01 * (4096 / m.in_features) ** 0.5
+        nn.init.normal_(m.weight, 0.0, sd)
         nn.init.zeros_(m.bias)
 
 
-def vgg16(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = False) -> VGG:
-    return VGG(num_classes, width, in_channels, batch_norm, CONFIG_D)
+def vgg16(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = False,
+          head_init: str = "torchvision") -> VGG:
+    return VGG(num_classes, width, in_channels, batch_norm, CONFIG_D, head_init)
 
 
-def vgg11(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = True) -> VGG:
+def vgg11(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = True,
+          head_init: str = "torchvision") -> VGG:
     """VGG-11 (configuration A), batch norm on by default: a laptop-sized stand-in for VGG-19 with
     the same stages, so a core ending at ``conv3_1`` means the same depth of pooling."""
-    return VGG(num_classes, width, in_channels, batch_norm, CONFIG_A)
+    return VGG(num_classes, width, in_channels, batch_norm, CONFIG_A, head_init)
 
 
-def vgg19(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = True) -> VGG:
+def vgg19(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: bool = True,
+          head_init: str = "torchvision") -> VGG:
     """VGG-19 (configuration E); batch norm on by default (Safarani et al. 2021 use VGG-19-BN)."""
-    return VGG(num_classes, width, in_channels, batch_norm, CONFIG_E)
+    return VGG(num_classes, width, in_channels, batch_norm, CONFIG_E, head_init)
