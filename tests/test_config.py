@@ -183,3 +183,21 @@ def test_schema_defaults_match_the_library_functions_they_feed():
     for key, value in defaults(defs["study"]["properties"]["training"]["properties"]).items():
         if key in training:
             assert training[key] == value, key
+
+
+def test_the_default_config_tests_each_seed_claim(demo):
+    """What issue 17 asks of the default run, pinned: paired tests over 10 seeds of None, Neural
+    (model) and Shuffle; a Safarani demo whose shared core is a VGG up to conv3_1 and whose
+    robustness is also scored against MTL-shuffled; brain-likeness over at least 20 models."""
+    cfg = validate_config(demo)
+    li = cfg["studies"]["demo"]
+    assert {"none", "neural_model", "shuffle"} <= set(li["arms"]) and len(li["seeds"]) >= 10
+    assert li["baseline_arm"] == "none" and li["control_arms"] == ["shuffle"]
+    assert cfg["studies"]["demo"]["statistics"]["test"] == "paired"
+    saf = cfg["studies"]["safarani_demo"]
+    assert saf["model"]["architecture"].startswith("vgg") and saf["model"]["head_init"] == "width_scaled"
+    assert {a["layer"] for a in saf["arms"].values() if a["regulariser"] in ("mtl", "oracle")} == {"conv3_1"}
+    assert saf["control_arms"] == ["mtl_shuffled"] and "corruptions" in saf["evaluations"]
+    pooled = sum(len(cfg["studies"][s]["arms"]) * len(cfg["studies"][s]["seeds"])
+                 for s in cfg["brain_likeness"]["studies"])
+    assert pooled >= 20

@@ -189,6 +189,18 @@ def test_vgg_head_init_scales_the_linear_layers_by_their_fan_in(arch):
         classifier(arch, width=4, head_init="xavier")
 
 
+def test_reset_after_reinitialises_the_head_with_its_own_head_init():
+    """The oracle retrains everything after its frozen core: with the model's head_init, not the default."""
+    model = classifier("vgg11", width=32, head_init="width_scaled")
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for m in linears:
+            m.weight.zero_()
+    model.backbone.reset_after("conv3_1", torch.Generator().manual_seed(0))  # as the oracle does
+    for m in linears:
+        assert m.weight.std().item() == pytest.approx(0.01 * (4096 / m.in_features) ** 0.5, rel=0.1)
+
+
 def test_head_init_is_a_vgg_option_in_the_config():
     import copy
     import yaml
@@ -285,3 +297,23 @@ def test_vgg16_configuration_d():
     assert [(m.in_features, m.out_features) for m in linears] == [(512, 512), (512, 1000)]
     narrow = vgg16(10, width=16, in_channels=1)
     assert [c.out_channels for c in narrow.modules() if isinstance(c, nn.Conv2d)] == [o // 4 for o in outs]
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "cornet_z", "vgg11"])
+def test_evaluation_in_channels_last_gives_the_same_predictions(arch):
+    """predict() and the evaluations feed channels_last batches (faster on the CPU); the logits
+    stay within float rounding of the plain NCHW forward pass, in both model layouts."""
+    from neurobias.models import inference_layout, to_inference_layout
+    from neurobias.train import predict
+    model = classifier(arch, width=8).eval()
+    x = (torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8)
+    with torch.no_grad():
+        plain = model(x.float() / 255.0)
+    assert inference_layout(x.float()).is_contiguous(memory_format=torch.channels_last)
+    fast = predict(model, x, 32, "cpu")
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
+    (moved,) = to_inference_layout([model])
+    conv = next(m for m in moved.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not moved.training
+    torch.testing.assert_close(predict(moved, x, 64, "cpu"), plain, rtol=1e-4, atol=1e-5)
+    assert torch.equal(predict(moved, x, 64, "cpu").argmax(1), plain.argmax(1))

@@ -407,6 +407,7 @@ def evaluate_gaussian_noise(*, models: list, test_split, table, study: str, arm:
     """Accuracy per noise level of every seed's model of one arm, on the same noisy images
     (drawn once per arm: a paired comparison across models and arms)."""
     from .robustness.noise import gaussian_noise_accuracies
+    from .models import to_inference_layout
     from .train import load_classifier
     started = time.time()
     seeds = [int(s) for s in seeds]
@@ -414,7 +415,7 @@ def evaluate_gaussian_noise(*, models: list, test_split, table, study: str, arm:
         raise ValueError(f"evaluate_gaussian_noise: {len(models)} models for {len(seeds)} seeds {seeds}")
     device = resolve_device(device)
     images, labels = _first_test_images(test_split, noise_cfg.get("n_images"))
-    records = gaussian_noise_accuracies([load_classifier(p, device) for p in models], images, labels,
+    records = gaussian_noise_accuracies(to_inference_layout([load_classifier(p, device) for p in models]), images, labels,
                                         noise_cfg["levels"], noise_cfg["seed"], device, progress=progress)
     frame = pd.DataFrame([{"study": study, "arm": arm, "seed": seed, "evaluation": "gaussian_noise",
                            "condition": "gaussian_noise", "level": r["level"], "metric": "accuracy",
@@ -454,6 +455,7 @@ def evaluate_corruptions(*, models: list, histories: list, test_split, table, co
     ``n_images`` test images, the same corrupted images for every model (generated once per arm);
     the MTL head's neural prediction performance from each training history (the epoch whose
     weights were kept); per-image correctness [seed, condition, image] for the bootstrap."""
+    from .models import to_inference_layout
     from .robustness.corruption_accuracy import corruption_accuracy
     from .train import load_classifier
     started = time.time()
@@ -461,7 +463,8 @@ def evaluate_corruptions(*, models: list, histories: list, test_split, table, co
     spec = corruptions_cfg
     images, labels = _first_test_images(test_split, spec.get("n_images"))
     records, per_image, conditions = corruption_accuracy(
-        [load_classifier(p, device) for p in models], images, labels, spec["corruptions"], spec["severities"],
+        to_inference_layout([load_classifier(p, device) for p in models]), images, labels, spec["corruptions"],
+        spec["severities"],
         spec["seed"], spec["batch_size"], device, progress=progress)
     rows = []
     for seed, seed_records, history_path in zip(seeds, records, histories):

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint, atomic_save, digest, run_hash
 from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
-from .models import build_classifier
+from .models import build_classifier, inference_layout
 from .regularisers import MTLRegulariser, build_regulariser, regularised_layers
 from .config import with_defaults
 from .regularisers.oracle import OracleTraining
@@ -244,7 +244,7 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 def predict(model, images: torch.Tensor, batch_size: int, device) -> torch.Tensor:
     """Logits (fp32, on the CPU) for uint8 images, in eval mode."""
     model.eval()
-    return torch.cat([model(images[i:i + batch_size].to(device).float() / 255.0).float().cpu()
+    return torch.cat([model(inference_layout(images[i:i + batch_size].to(device).float() / 255.0)).float().cpu()
                       for i in range(0, len(images), batch_size)])
 
 

@@ -88,7 +88,12 @@ rule stats_corruptions:
             category="{study}",
             subcategory="Statistics",
         ),
-        contrasts="results/stats/{study}/robustness_scores_vs_controls.csv",
+        contrasts=report(
+            "results/stats/{study}/robustness_scores_vs_controls.csv",
+            caption="../../report/robustness_statistics.rst",
+            category="{study}",
+            subcategory="Statistics",
+        ),
         per_seed="results/stats/{study}/robustness_scores_per_seed.csv",
         models="results/stats/{study}/robustness_models.csv",
         regression=report(

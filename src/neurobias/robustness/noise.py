@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..models import inference_layout
+
 
 def add_gaussian_noise(x01: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
     noise = torch.randn(x01.shape, generator=generator).to(x01.device)
@@ -32,7 +34,7 @@ def gaussian_noise_accuracies(models, images: torch.Tensor, labels: torch.Tensor
         correct = [0] * len(models)
         for i in range(0, len(images), batch_size):
             x = images[i:i + batch_size].float() / 255.0
-            x = (add_gaussian_noise(x, float(level), g) if level > 0 else x).to(device)
+            x = inference_layout((add_gaussian_noise(x, float(level), g) if level > 0 else x).to(device))
             y = labels[i:i + batch_size]
             for m, model in enumerate(models):
                 correct[m] += int((model(x).argmax(1).cpu() == y).sum())
