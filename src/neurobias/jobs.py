@@ -406,8 +406,8 @@ def evaluate_gaussian_noise(*, models: list, test_split, table, study: str, arm:
                             noise_cfg: dict, device: str, progress: bool = True) -> pd.DataFrame:
     """Accuracy per noise level of every seed's model of one arm, on the same noisy images
     (drawn once per arm: a paired comparison across models and arms)."""
-    from .robustness.noise import gaussian_noise_accuracies
     from .models import to_inference_layout
+    from .robustness.noise import gaussian_noise_accuracies
     from .train import load_classifier
     started = time.time()
     seeds = [int(s) for s in seeds]
@@ -415,8 +415,9 @@ def evaluate_gaussian_noise(*, models: list, test_split, table, study: str, arm:
         raise ValueError(f"evaluate_gaussian_noise: {len(models)} models for {len(seeds)} seeds {seeds}")
     device = resolve_device(device)
     images, labels = _first_test_images(test_split, noise_cfg.get("n_images"))
-    records = gaussian_noise_accuracies(to_inference_layout([load_classifier(p, device) for p in models]), images, labels,
-                                        noise_cfg["levels"], noise_cfg["seed"], device, progress=progress)
+    classifiers = to_inference_layout([load_classifier(p, device) for p in models])
+    records = gaussian_noise_accuracies(classifiers, images, labels, noise_cfg["levels"], noise_cfg["seed"], device,
+                                        progress=progress)
     frame = pd.DataFrame([{"study": study, "arm": arm, "seed": seed, "evaluation": "gaussian_noise",
                            "condition": "gaussian_noise", "level": r["level"], "metric": "accuracy",
                            "value": r["accuracy"]} for seed, seed_records in zip(seeds, records) for r in seed_records])
@@ -462,10 +463,10 @@ def evaluate_corruptions(*, models: list, histories: list, test_split, table, co
     device = resolve_device(device)
     spec = corruptions_cfg
     images, labels = _first_test_images(test_split, spec.get("n_images"))
+    classifiers = to_inference_layout([load_classifier(p, device) for p in models])
     records, per_image, conditions = corruption_accuracy(
-        to_inference_layout([load_classifier(p, device) for p in models]), images, labels, spec["corruptions"],
-        spec["severities"],
-        spec["seed"], spec["batch_size"], device, progress=progress)
+        classifiers, images, labels, spec["corruptions"], spec["severities"], spec["seed"], spec["batch_size"], device,
+        progress=progress)
     rows = []
     for seed, seed_records, history_path in zip(seeds, records, histories):
         rows += [{"study": study, "arm": arm, "seed": seed, "evaluation": "corruptions",
@@ -829,6 +830,7 @@ def stats_corruptions(*, tables: list, correct: list, accuracy, scores, contrast
     _write_csv(summarise(tidy[tidy["metric"] == "accuracy"],
                          by=("study", "evaluation", "condition", "category", "level", "metric", "arm")), accuracy)
     per_image, conditions = _load_correct(dict(zip(arms, correct)))
+
     def scores_against(reference: str) -> pd.DataFrame:
         return bootstrap_robustness(per_image, conditions, reference, CATEGORIES,
                                     repetitions=bootstrap_cfg["repetitions"], seed=bootstrap_cfg["seed"],
