@@ -272,7 +272,7 @@ def test_kill_9_of_a_packed_job_resumes_every_model_to_the_same_files(tiny_local
         assert not (work / "results/train/tiny" / run_dir / "checkpoint.pt").exists()
 
 
-@pytest.mark.parametrize("value", [0, "auto", 2.5])
+@pytest.mark.parametrize("value", [0, "all", 2.5])  # "auto" is a pack (tests/test_pack_config.py)
 def test_a_bad_pack_is_a_config_error_naming_the_field(value):
     import yaml
     from conftest import TINY

@@ -10,6 +10,7 @@ and the global torch (and CUDA) random state.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -27,8 +28,27 @@ CHECKPOINT_NAME = "checkpoint.pt"  # beside the run's model.pt; deliberately not
 def atomic_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename: a killed job leaves the old file or the new."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    torch.save(compact(obj), tmp)
     os.replace(tmp, path)
+
+
+def compact(obj):
+    """``obj`` with every tensor that is a view into a larger storage copied out: ``torch.save``
+    writes a view's whole storage, and a stacked run's weights are views into its stack's
+    (:mod:`neurobias.stacked`). Other tensors are kept as they are (their files are unchanged)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.clone() if obj.untyped_storage().nbytes() != obj.numel() * obj.element_size() else obj
+    if isinstance(obj, dict):
+        changed = {k: c for k, v in obj.items() if (c := compact(v)) is not v}
+        if not changed:
+            return obj
+        out = copy.copy(obj)  # a state_dict's OrderedDict keeps its _metadata
+        out.update(changed)
+        return out
+    if isinstance(obj, (list, tuple)):
+        items = [compact(v) for v in obj]
+        return obj if all(a is b for a, b in zip(items, obj)) else type(obj)(items)
+    return obj
 
 
 def digest(array) -> str | None:

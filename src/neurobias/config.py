@@ -18,6 +18,7 @@ import yaml
 
 from .layer_names import ARCHITECTURE_OPTIONS, ARCHITECTURE_TAPS, taps_for, vone_enabled
 from .sources import image_size_of
+from .stacking_rules import unsupported_reason
 
 # package data (pyproject), so an installed neurobias validates configs without the repository;
 # workflow/schemas/config.schema.yaml links here, where snakemake-workflows users look for it
@@ -293,6 +294,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         if "learning_curves" in study["evaluations"]:
             _check_learning_curves(study, where, config["datasets"][study["dataset"]])
         _check_safarani(study, where, config["datasets"][study["dataset"]])
+        _check_pack_engine(study, where)
         studies = config.get("studies_to_run")
         if studies:
             unknown = [s for s in studies if s not in config["studies"]]
@@ -367,6 +369,18 @@ def _check_safarani(study: dict, where: str, dataset: dict) -> None:
     if example is not None and example not in arms:
         raise ConfigError(f"config field '{where}.evaluations.corruptions.example_arm': {example!r} is not one "
                           f"of the arms {sorted(arms)}")
+
+
+def _check_pack_engine(study: dict, where: str) -> None:
+    """A stacked study's arms (its sweeps' included) must all be ones the stacked engine trains:
+    said here, before any job, rather than by a pack job after the data is read."""
+    if study["pack_engine"] != "stacked":
+        return
+    for name, arm in study["arms"].items():
+        reason = unsupported_reason(arm, arm_model(study, name), study["training"])
+        if reason:
+            raise ConfigError(f"config field '{where}.pack_engine': stacked cannot train arm {name!r}: {reason}; "
+                              f"use pack_engine: sequential for this study")
 
 
 def example_arms(study: dict) -> tuple[str, str]:

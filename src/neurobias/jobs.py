@@ -331,14 +331,17 @@ def train(*, train_split, val_split, recording, diagnostic_target, model, histor
 
 
 def train_pack(*, train_split, val_split, recording, diagnostic_target, model, history, runs: list[dict],
-               training_cfg: dict, device: str, targets=(), test_split=None, progress: bool = True) -> None:
+               training_cfg: dict, device: str, targets=(), test_split=None, progress: bool = True,
+               engine: str = "sequential", fit: str = "error") -> None:
     """Train a pack of (arm, seed) runs of one study in one process (the study's ``pack`` setting):
-    every run writes the model.pt, history.csv and provenance.json it would write alone, and is
-    trained exactly as alone (:mod:`neurobias.packed`).
+    every run writes the model.pt, history.csv and provenance.json it would write alone; with the
+    sequential engine it is trained exactly as alone (:mod:`neurobias.packed`), with the stacked
+    one side by side with the others (:mod:`neurobias.stacked`).
 
     runs: per run the per-model rule's params (arm_name, arm_cfg, model_cfg, rsm_metric, seed) and
     ``target``, one of ``targets`` (the pack's neural targets, .npy) or None; model, history: the
-    runs' outputs, in the order of ``runs``."""
+    runs' outputs, in the order of ``runs``; engine, fit: the study's ``pack_engine`` and what a
+    stack too large for the device's memory does (:func:`neurobias.rule_params.pack_training`)."""
     model, history, targets = _as_list(model), _as_list(history), _as_list(targets)
     if not (len(runs) == len(model) == len(history)):
         raise ValueError(f"train_pack: {len(runs)} runs for {len(model)} model.pt and {len(history)} history.csv outputs")
@@ -347,7 +350,8 @@ def train_pack(*, train_split, val_split, recording, diagnostic_target, model, h
         raise ValueError(f"train_pack: targets {stray} are not among the job's inputs {targets}")
     _train_runs(runs, model, history, train_split=train_split, val_split=val_split, recording=recording,
                 diagnostic_target=diagnostic_target, training_cfg=training_cfg, device=device,
-                test_split=test_split, progress=progress, pack={"runs": len(runs)})
+                test_split=test_split, progress=progress, pack={"runs": len(runs), "engine": engine}, engine=engine,
+                fit=fit)
 
 
 def _as_list(paths) -> list:
@@ -356,8 +360,9 @@ def _as_list(paths) -> list:
 
 def _train_runs(runs: list[dict], models: list, histories: list, *, train_split, val_split, recording,
                 diagnostic_target, training_cfg: dict, device: str, test_split, progress: bool,
-                pack: dict | None) -> None:
-    """The training job of one run (``pack`` None) or of a pack: the data is read once."""
+                pack: dict | None, engine: str = "sequential", fit: str = "error") -> None:
+    """The training job of one run (``pack`` None) or of a pack (``pack``: its provenance entry):
+    the data is read once; ``engine`` and ``fit`` as :func:`neurobias.packed.train_runs` takes them."""
     from .data import load_split, load_superclasses
     from .neural.recording import Recording
     from .packed import PackedRun, train_runs
@@ -399,7 +404,7 @@ def _train_runs(runs: list[dict], models: list, histories: list, *, train_split,
                                        "data": [str(train_split), str(recording)]})
 
     train_runs(packed, training=TrainingConfig(**training_cfg), device=device, progress=progress,
-               on_finished=provenance, **shared)
+               on_finished=provenance, engine=engine, fit=fit, **shared)
 
 
 def evaluate_gaussian_noise(*, models: list, test_split, table, study: str, arm: str, seeds: list[int],

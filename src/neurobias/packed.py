@@ -10,10 +10,10 @@ and the targets, which the pack does once.
 The runs of a pack are trained one after another, each through :func:`neurobias.train.train_arm`
 exactly as it would be trained alone: its own seed, data order, regulariser, target and
 optimiser, so each model is bit-identical to the one its own job would write (tested), for every
-kind of arm. Training them side by side as one stacked network (``torch.func`` ``vmap`` over
-stacked parameters) was measured slower on this CPU than one after another
-(``benchmarks/packing_probe.py``: 0.82x at 5 models, 0.96x at 10), and it changes the numbers in
-the last bits, so it is not the engine here.
+kind of arm. That is the default engine (``pack_engine: sequential``). The other one,
+``pack_engine: stacked`` (:mod:`neurobias.stacked`), trains the runs side by side as one vmapped
+network, for GPUs; on the 2-core reference CPU it is slower (``benchmarks/stacked_training.py``:
+0.54x for the demo net, 0.90x for CORnet-Z) and its numbers differ in the last bits.
 
 Resuming: every run keeps its epoch checkpoint until the whole pack is written. Snakemake deletes
 all outputs of a job that failed, the finished runs' included; their checkpoints, which are not
@@ -52,12 +52,23 @@ class PackedRun:
 
 
 def train_runs(runs: list[PackedRun], *, training: TrainingConfig, device, progress: bool,
-               on_finished: Callable[[int, float], None] | None = None, **shared) -> None:
-    """Train ``runs`` one after another on the data they share (``shared``: train, val, test,
-    stimuli, stimulus_tiers, diagnostic_target, superclass_of_class, as :func:`train_arm` takes
-    them). ``on_finished(index, started)`` runs after each run's files are written (the job
-    writes its provenance). A single run removes its checkpoint as it finishes; a pack removes
-    them all once every run is written."""
+               on_finished: Callable[[int, float], None] | None = None, engine: str = "sequential",
+               fit: str = "error", **shared) -> None:
+    """Train ``runs`` on the data they share (``shared``: train, val, test, stimuli,
+    stimulus_tiers, diagnostic_target, superclass_of_class, as :func:`train_arm` takes them): one
+    after another (``engine`` "sequential"), or side by side as stacks (``engine`` "stacked",
+    :mod:`neurobias.stacked`; ``fit`` "error" or "split" says what a stack too large for the
+    device's memory does). ``on_finished(index, started)`` runs after each run's files are written
+    (the job writes its provenance). A single sequential run removes its checkpoint as it
+    finishes; otherwise they are all removed once every run is written."""
+    if engine == "stacked":
+        from .stacked import train_stacked
+        failed = train_stacked(runs, training=training, device=device, progress=progress, fit=fit,
+                               on_finished=on_finished, **shared)
+        _finish(runs, failed)
+        return
+    if engine != "sequential":
+        raise ValueError(f"pack_engine: unknown {engine!r} (sequential, stacked)")
     packed = len(runs) > 1
     failed: list[tuple[Path, Exception]] = []
     for k, run in enumerate(runs):
@@ -76,11 +87,18 @@ def train_runs(runs: list[PackedRun], *, training: TrainingConfig, device, progr
             continue
         if on_finished is not None:
             on_finished(k, started)
-    if failed:
-        raise PackFailure(failed, len(runs)) from failed[0][1]
     if packed:
-        for run in runs:
-            (Path(run.out_dir) / CHECKPOINT_NAME).unlink(missing_ok=True)
+        _finish(runs, failed)
+
+
+def _finish(runs: list[PackedRun], failed: list[tuple[Path, Exception]]) -> None:
+    """Fail naming every failed run (the others keep their checkpoints), or remove the checkpoints."""
+    if failed:
+        if len(runs) == 1:
+            raise failed[0][1]
+        raise PackFailure(failed, len(runs)) from failed[0][1]
+    for run in runs:
+        (Path(run.out_dir) / CHECKPOINT_NAME).unlink(missing_ok=True)
 
 
 class PackFailure(RuntimeError):

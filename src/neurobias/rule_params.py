@@ -106,14 +106,31 @@ def corruption_example(study_cfg: dict) -> dict:
 TARGETS_FROM_TRAINED_MODELS = frozenset({"responses_oracle"})
 
 
+def trains_in_packs(study_cfg: dict) -> bool:
+    """Whether the study's training jobs are packs (rules ``train_pack__<study>__<k>``) rather than
+    one job per (arm, seed): ``pack`` auto or above 1, or the stacked engine, which only the pack
+    job runs (with ``pack: 1`` a stack of one)."""
+    return study_cfg["pack"] == "auto" or study_cfg["pack"] > 1 or study_cfg["pack_engine"] == "stacked"
+
+
+def pack_training(study_cfg: dict) -> dict:
+    """How a pack job trains its runs (params of the pack rules, so changing the engine retrains):
+    ``engine`` (``pack_engine``) and ``fit``, what a stack too large for the device's free memory
+    does: "split" into stacks that fit with ``pack: auto``, else "error" (stop before training,
+    naming how many runs fit). The sequential engine ignores ``fit`` (it holds one run at a time),
+    so for it ``fit`` stays "error" and changing ``pack`` to auto reruns only the packs it regroups."""
+    engine = study_cfg["pack_engine"]
+    return {"engine": engine, "fit": "split" if engine == "stacked" and study_cfg["pack"] == "auto" else "error"}
+
+
 def training_packs(study_cfg: dict) -> list[list[tuple[str, int]]]:
-    """The study's (arm, seed) runs grouped into training jobs of at most ``pack`` runs each.
+    """The study's (arm, seed) runs grouped into training jobs of at most ``pack`` runs each, or
+    with ``pack: auto`` one job per group.
 
     Runs share a job only when they train the same network (the study's model with the arm's
     changes) and none of them needs another run's trained network: runs whose target is read from
     a trained model (:data:`TARGETS_FROM_TRAINED_MODELS`) are packed apart, after the rest. Within a
     group the order is the config's arms, each over its seeds, so a pack holds consecutive runs."""
-    size = study_cfg["pack"]
     groups: dict[tuple, list[tuple[str, int]]] = {}
     for arm, arm_cfg in study_cfg["arms"].items():
         key = (arm_cfg.get("target") in TARGETS_FROM_TRAINED_MODELS, repr(sorted(arm_model(study_cfg, arm).items())))
@@ -121,6 +138,7 @@ def training_packs(study_cfg: dict) -> list[list[tuple[str, int]]]:
     packs = []
     for key in sorted(groups, key=lambda k: k[0]):  # model-dependent targets last; stable otherwise
         runs = groups[key]
+        size = len(runs) if study_cfg["pack"] == "auto" else study_cfg["pack"]
         packs += [runs[i:i + size] for i in range(0, len(runs), size)]
     return packs
 

@@ -153,23 +153,42 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def augment(x: torch.Tensor, cfg: TrainingConfig, g: torch.Generator) -> torch.Tensor:
     """Batched random crop (zero padding), horizontal flip and rotation, no per-sample Python."""
+    return apply_augmentation(x, cfg, draw_augmentation(len(x), cfg, g))
+
+
+def draw_augmentation(n: int, cfg: TrainingConfig, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """The random part of :func:`augment` for ``n`` images, drawn from ``g`` in a fixed order
+    (crop rows, crop columns, flips, angles). Apart from :func:`apply_augmentation` so that a stack
+    of runs (:mod:`neurobias.stacked`) draws each run's from its own generator and applies them all
+    in one call."""
+    draws = {}
+    if cfg.crop_padding:
+        draws["oy"] = torch.randint(0, 2 * cfg.crop_padding + 1, (n,), generator=g)
+        draws["ox"] = torch.randint(0, 2 * cfg.crop_padding + 1, (n,), generator=g)
+    if cfg.flip:
+        draws["flip"] = torch.rand(n, generator=g) < 0.5
+    if cfg.rotation:
+        draws["angle"] = (torch.rand(n, generator=g) * 2 - 1) * math.radians(cfg.rotation)
+    return draws
+
+
+def apply_augmentation(x: torch.Tensor, cfg: TrainingConfig, draws: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Crop, flip and rotate the images ``x`` [N,C,H,W] as ``draws`` (:func:`draw_augmentation`) say."""
     if cfg.crop_padding:
         p = cfg.crop_padding
         n, _, h, w = x.shape
         padded = F.pad(x, (p, p, p, p))
-        oy = torch.randint(0, 2 * p + 1, (n,), generator=g)
-        ox = torch.randint(0, 2 * p + 1, (n,), generator=g)
-        rows = (oy[:, None] + torch.arange(h)[None]).to(x.device)
-        cols = (ox[:, None] + torch.arange(w)[None]).to(x.device)
+        rows = (draws["oy"][:, None] + torch.arange(h)[None]).to(x.device)
+        cols = (draws["ox"][:, None] + torch.arange(w)[None]).to(x.device)
         x = padded[torch.arange(n, device=x.device)[:, None, None, None],
                    torch.arange(x.shape[1], device=x.device)[None, :, None, None],
                    rows[:, None, :, None], cols[:, None, None, :]]
     if cfg.flip:
-        flip = (torch.rand(len(x), generator=g) < 0.5).to(x.device)
+        flip = draws["flip"].to(x.device)
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     if cfg.rotation:
         # one affine grid for the whole batch, sampled on the device (zeros outside the image)
-        angle = (torch.rand(len(x), generator=g) * 2 - 1) * math.radians(cfg.rotation)
+        angle = draws["angle"]
         cos, sin = angle.cos(), angle.sin()
         theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
                              torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1).to(x.device, x.dtype)
@@ -351,12 +370,15 @@ class RunData:
 
 
 def run_spec(data: RunData, arm: dict, model_cfg: dict, training: TrainingConfig, seed: int, precision: str,
-             context: dict | None) -> dict:
-    """Everything that defines the run, data included, so a checkpoint of any other run is never resumed."""
-    return {"arm": arm, "model": model_cfg, "training": asdict(training), "seed": seed,
+             context: dict | None, engine: str = "sequential") -> dict:
+    """Everything that defines the run, data included, so a checkpoint of any other run is never
+    resumed. ``engine``: a stacked run (:mod:`neurobias.stacked`) differs from a one-model run in
+    its last bits, so neither resumes the other's checkpoint."""
+    spec = {"arm": arm, "model": model_cfg, "training": asdict(training), "seed": seed,
             "package": __version__, "precision": precision,
             "context": {k: v for k, v in (context or {}).items() if k != "responses"},
             "data": data.digests(training.track_test)}
+    return spec if engine == "sequential" else {**spec, "engine": engine}
 
 
 # -- the network, its regulariser and their optimiser ------------------------------------------------
@@ -387,14 +409,23 @@ def oracle_of(regulariser) -> OracleTraining | None:
     return regulariser if isinstance(regulariser, OracleTraining) else None
 
 
-def make_optimiser(model, regulariser, training: TrainingConfig) -> torch.optim.SGD:
-    # frozen parameters (the oracle's core in its second stage) are left out
-    params = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": training.weight_decay}]
-    if regulariser is not None and any(True for _ in regulariser.parameters()):
+def optimiser_groups(model_params: list, regulariser_params: list, regulariser, training: TrainingConfig) -> list[dict]:
+    """SGD's parameter groups: the network's parameters with the weight decay, the regulariser's
+    with its own (the stacked engine groups its stacked tensors the same way)."""
+    groups = [{"params": model_params, "weight_decay": training.weight_decay}]
+    if regulariser_params:
         # Li's layer weights are not decayed; Safarani's readout and task weights are (their code)
         decay = training.weight_decay if getattr(regulariser, "weight_decay", False) else 0.0
-        params.append({"params": list(regulariser.parameters()), "weight_decay": decay})
-    return torch.optim.SGD(params, lr=training.lr, momentum=training.momentum)
+        groups.append({"params": regulariser_params, "weight_decay": decay})
+    return groups
+
+
+def make_optimiser(model, regulariser, training: TrainingConfig) -> torch.optim.SGD:
+    # frozen parameters (the oracle's core in its second stage) are left out
+    model_params = [p for p in model.parameters() if p.requires_grad]
+    regulariser_params = list(regulariser.parameters()) if regulariser is not None else []
+    return torch.optim.SGD(optimiser_groups(model_params, regulariser_params, regulariser, training),
+                           lr=training.lr, momentum=training.momentum)
 
 
 def resume_or_start(checkpoint: Checkpoint, model, regulariser, oracle, training: TrainingConfig):
@@ -443,10 +474,11 @@ class StepLosses:
 
     ``eager`` (on the CPU, where reading a value costs nothing) checks every step as it is recorded;
     otherwise :meth:`check` reads them once, at the end of the epoch, so the step loop never waits
-    for the GPU. Either way the first non-finite batch and term is reported."""
+    for the GPU. Either way the first non-finite batch and term is reported. ``values`` [steps, 3]:
+    terms already recorded elsewhere (a stacked run's slice of its stack's, :mod:`neurobias.stacked`)."""
 
-    def __init__(self, steps: int, device, penalty_term: str, eager: bool):
-        self.values = torch.zeros(steps, 3, device=device)
+    def __init__(self, steps: int, device, penalty_term: str, eager: bool, values: torch.Tensor | None = None):
+        self.values = torch.zeros(steps, 3, device=device) if values is None else values
         self.terms = ("cross-entropy", penalty_term, "total loss")
         self.eager = eager
 
@@ -534,38 +566,53 @@ class EpochStep:
         losses.check(epoch)
         return EpochSums(*sums.tolist(), n_active=n_active, steps=self.steps, batch_size=training.batch_size)
 
-    def _neural_pass_statistics(self, reg):
-        """The context of a stimulus pass: BatchNorm's running statistics frozen for an arm with
-        ``neural_batchnorm: freeze``, left to update otherwise (a regulariser built by hand, not by
-        :func:`~neurobias.regularisers.build_regulariser`, has no option: update, the default)."""
-        if getattr(reg, "neural_batchnorm", "update") == "freeze":
-            return frozen_batchnorm_statistics(self.bns)
-        return contextlib.nullcontext()
-
     def _step(self, epoch: int, step: int, idx, y, g):
         """A classification batch plus the regulariser's stimulus batches:
         (total loss, cross-entropy, penalty (0 without one), logits, whether the penalty was added)."""
-        reg, device = self.regulariser, self.device
+        reg = self.regulariser
         x = augment(self.train_x[idx].float() / 255.0, self.training, g).contiguous(memory_format=self.memory_format)
-        with autocast(device, self.precision):
-            logits = self.model(x).float()
-        ce = F.cross_entropy(logits, y)
         n_batches = reg.stimulus_batches(epoch, step) if reg is not None else 0
-        penalty = None
-        for _ in range(n_batches):
-            rows = reg.stimulus_batch(g).to(device)
-            # Stimuli get their own training-mode forward pass (BatchNorm normalises with their own
-            # batch statistics). neural_batchnorm "update" (the default, as the authors' trainers)
-            # lets it update BatchNorm's running statistics too; "freeze" leaves them to the
-            # classification batches, so the evaluated network's statistics are built as in the
-            # unregularised arm and only the regulariser's gradient differs.
-            with self._neural_pass_statistics(reg), autocast(device, self.precision):
-                _, feats = self.model.forward_taps(self.stimuli[rows], reg.taps, features_only=True)
-            term = reg.loss({t: f.float() for t, f in feats.items()}, rows)
-            penalty = term if penalty is None else penalty + term
-        loss = reg.total_loss(ce, penalty) if reg is not None else ce
-        penalty = torch.zeros((), device=device) if penalty is None else penalty
+        stimulus_rows = [reg.stimulus_batch(g).to(self.device) for _ in range(n_batches)]
+        loss, ce, penalty, logits = regularised_loss(self.model, reg, self.bns, x, y, stimulus_rows, self.stimuli,
+                                                     self.device, self.precision)
         return loss, ce, penalty, logits, n_batches > 0
+
+
+def neural_pass_statistics(reg, bns: list[torch.nn.Module]):
+    """The context of a stimulus pass: BatchNorm's running statistics frozen for an arm with
+    ``neural_batchnorm: freeze``, left to update otherwise (a regulariser built by hand, not by
+    :func:`~neurobias.regularisers.build_regulariser`, has no option: update, the default)."""
+    if getattr(reg, "neural_batchnorm", "update") == "freeze":
+        return frozen_batchnorm_statistics(bns)
+    return contextlib.nullcontext()
+
+
+def regularised_loss(model, reg, bns, x: torch.Tensor, y: torch.Tensor, stimulus_rows, stimuli: torch.Tensor,
+                     device, precision: str):
+    """One step's loss on inputs already drawn: (total loss, cross-entropy, penalty (0 without
+    one), logits). ``x``: the augmented classification batch; ``stimulus_rows``: the regulariser's
+    stimulus batches (rows of ``stimuli``, one per batch; none on a step without its term); ``bns``:
+    the model's BatchNorm layers (:func:`batchnorm_layers`). Random draws stay with the caller, so
+    the one-model loop (:class:`EpochStep`) and the stacked one (:mod:`neurobias.stacked`, under
+    ``vmap``) compute the same function."""
+    with autocast(device, precision):
+        logits = model(x).float()
+    ce = F.cross_entropy(logits, y)
+    penalty = None
+    for k in range(len(stimulus_rows)):
+        rows = stimulus_rows[k]
+        # Stimuli get their own training-mode forward pass (BatchNorm normalises with their own
+        # batch statistics). neural_batchnorm "update" (the default, as the authors' trainers)
+        # lets it update BatchNorm's running statistics too; "freeze" leaves them to the
+        # classification batches, so the evaluated network's statistics are built as in the
+        # unregularised arm and only the regulariser's gradient differs.
+        with neural_pass_statistics(reg, bns), autocast(device, precision):
+            _, feats = model.forward_taps(stimuli[rows], reg.taps, features_only=True)
+        term = reg.loss({t: f.float() for t, f in feats.items()}, rows)
+        penalty = term if penalty is None else penalty + term
+    loss = reg.total_loss(ce, penalty) if reg is not None else ce
+    penalty = torch.zeros((), device=device) if penalty is None else penalty
+    return loss, ce, penalty, logits
 
 
 # -- the held-out part of an epoch's history row ----------------------------------------------------

@@ -39,7 +39,9 @@ def job_resources(kind):
 
 
 def pack_resources(n_runs):
-    """A training pack's cluster resources: a training job's, with its runtime once per run."""
+    """A training pack's cluster resources: a training job's, with its runtime once per run (the
+    sequential engine's time; with the stacked engine, whose runs train side by side, an upper
+    bound, which docs/cluster.md tells users they can lower)."""
     res = job_resources("gpu_jobs")
     if "runtime" in res:
         res["runtime"] = res["runtime"] * n_runs

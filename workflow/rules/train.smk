@@ -1,7 +1,9 @@
 # Stage 5: training. A study with `pack: 1` (the default) gets one job per (arm, seed) from the
 # rule `train`; a study with `pack: N` gets one job per pack of up to N runs of one architecture
-# (neurobias.packed), generated below, writing the same per-model files. The epoch checkpoint is
-# deliberately not a declared output, so Snakemake keeps it when a job dies and the rerun resumes.
+# (neurobias.packed), generated below, writing the same per-model files; `pack: auto`, one job per
+# group of runs that can share one; `pack_engine: stacked` always trains in packs (trains_in_packs).
+# The epoch checkpoint is deliberately not a declared output, so Snakemake keeps it when a job dies
+# and the rerun resumes.
 
 
 def arm_target_path(study, arm):
@@ -19,7 +21,7 @@ def training_inputs(study):
 
 
 # every configured study, not only studies_to_run: brain_likeness may read another study's models
-PACKED_STUDIES = [s for s in config["studies"] if study_cfg(s)["pack"] > 1]
+PACKED_STUDIES = [s for s in config["studies"] if rule_params.trains_in_packs(study_cfg(s))]
 UNPACKED_STUDIES = [s for s in config["studies"] if s not in PACKED_STUDIES]
 
 
@@ -53,7 +55,8 @@ rule train:
 
 
 # One rule per pack (a rule's outputs are fixed lists here, not patterns): asking for one model
-# builds its pack. The cluster runtime is the per-model runtime times the pack's runs.
+# builds its pack. The cluster runtime is the per-model runtime times the pack's runs (with the
+# stacked engine an upper bound). The engine and fit mode are params: changing them retrains.
 for _study in PACKED_STUDIES:
     for _k, _runs in enumerate(rule_params.training_packs(study_cfg(_study))):
         _dirs = [f"results/train/{_study}/{arm}/seed{seed}" for arm, seed in _runs]
@@ -73,6 +76,7 @@ for _study in PACKED_STUDIES:
                       for (arm, seed), target in zip(_runs, _targets)],
                 training_cfg=study_cfg(_study)["training"],
                 device=DEVICE,
+                **rule_params.pack_training(study_cfg(_study)),
             log:
                 f"logs/train/{_study}/pack{_k}.log",
             threads: job_threads("gpu_jobs", 1)

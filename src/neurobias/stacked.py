@@ -1,0 +1,507 @@
+"""Stacked training: the runs of a pack trained side by side as one network (``pack_engine: stacked``).
+
+The sequential engine (:mod:`neurobias.packed`) trains a pack's runs one after another; on a GPU
+a width-8 ResNet or a CORnet-Z then leaves the device nearly idle, every step being a few hundred
+kernel launches of tiny tensors. This engine stacks the N networks' parameters
+(``torch.func.stack_module_state``) and computes every network's loss and gradients in one call
+(``torch.func.vmap`` over ``grad``): the same number of kernel launches for N models as for one.
+
+What stays per run, exactly as in the run's own job (:func:`neurobias.train.train_arm`): the
+initialisation (its seed), every random draw (data order, augmentation, stimulus batches: each run's
+own epoch generator, drawn on the host before the stacked call, in the one-model loop's order), the
+labels (label noise), the regulariser and its target, the history, the checkpoint (one per run,
+after every epoch) and the written files. The loss is the same function
+(:func:`neurobias.train.regularised_loss`), evaluated by vmap. One SGD over the stacked tensors is
+each run's SGD: its update is elementwise, and every run of a stack has the same rate, momentum and
+weight decay. Each run's network object stays a normal module whose parameters and BatchNorm
+statistics are views into the stacked tensors, so scoring, checkpoints and model.pt go through the
+one-model code unchanged.
+
+What differs: the numbers in their last bits. vmap turns a convolution over stacked weights into a
+grouped convolution, a different kernel with a different summation order; training amplifies such
+differences, as it does any change of kernel (tests/test_stacked.py measures the size after one
+and after several epochs). A stacked run is reproducible: the same stack on the same machine gives
+the same numbers, and a killed stack resumes bit for bit.
+
+What it does not train (:func:`neurobias.stacking_rules.unsupported_reason`, checked with the config): arms whose step is not
+one function of stacked tensors, i.e. an MTL head (Safarani: a readout per run, a separate neural
+batch schedule), the oracle's two stages (a frozen core), layers that draw random numbers inside the
+network (a VOneBlock's noise, dropout: vmap cannot give each run the draws of its own job), and the
+plateau schedule (each run's rate would follow its own validation history). Those packs use the
+sequential engine.
+
+Memory: a stack holds N networks' activations at once. Before training, :func:`memory_plan` finds
+one run's share: on a GPU measured by CUDA's allocator (the peak of a stacked step of two copies of
+the run minus that of one), on a CPU counted (the tensors the backward pass keeps, parameters,
+gradients, momentum) and scaled by a measured factor. N shares and the shared data are compared
+with the device's free memory: a stack that does not fit stops before training, naming how many
+runs would. With ``pack: auto`` the job splits its runs into stacks of that size instead.
+
+On CPUs stacking does not pay (``benchmarks/stacked_training.py`` on the 2-core reference machine:
+0.54x for the demo net, 0.90x for CORnet-Z, 0.47x for ResNet-18; oneDNN's grouped convolutions are
+no faster than the separate ones), so the default engine is
+the sequential one; the stacked engine is for GPUs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+
+from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint
+from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
+from .regularisers import regularised_layers
+from .stacking_rules import stack_key, unsupported_reason
+
+# Share of the device's free memory a stack may plan to use; the rest is headroom for the
+# allocator's fragmentation and what the plan does not see.
+MEMORY_HEADROOM = 0.8
+
+
+class PackMemoryError(RuntimeError):
+    """A stack does not fit in the device's free memory; raised before training."""
+
+
+class _StepModule(nn.Module):
+    """A network and its regulariser as one module whose forward is one training step's loss
+    (:func:`neurobias.train.regularised_loss`): the function vmap maps over stacked tensors."""
+
+    def __init__(self, net: nn.Module, regulariser: nn.Module | None, stimuli: torch.Tensor, device, precision: str):
+        super().__init__()
+        from .train import batchnorm_layers
+        self.net, self.reg = net, regulariser
+        self.bns = batchnorm_layers(net)
+        self.stimuli, self.device, self.precision = stimuli, device, precision  # shared, not stacked
+
+    def forward(self, x, y, stimulus_rows):
+        from .train import regularised_loss
+        loss, ce, penalty, logits = regularised_loss(self.net, self.reg, self.bns, x, y, stimulus_rows, self.stimuli,
+                                                     self.device, self.precision)
+        return loss, (ce, penalty, logits)
+
+
+def _fp32_batchnorm(module: nn.Module) -> None:
+    """BatchNorm in fp32 inside the stacked step: under autocast, vmap's batching rule for
+    batch_norm fails on a bf16 input with fp32 statistics (torch 2.14), so the input is cast up.
+    The statistics are fp32 either way; the output goes back to the next layer's autocast dtype."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            original = m.forward
+            m.forward = lambda x, _f=original: _f(x.float())
+
+
+def _stateless(module: nn.Module) -> nn.Module:
+    """A structural copy of ``module`` on the meta device: functional_call fills in the tensors."""
+    return copy.deepcopy(module).to("meta")
+
+
+@dataclass
+class _Run:
+    """One run of a stack: its own network (views into the stacked tensors once stacked),
+    regulariser, data, generator seed, history and checkpoint."""
+    index: int
+    run: object  # neurobias.packed.PackedRun
+    data: object  # neurobias.train.RunData
+    model: nn.Module
+    regulariser: nn.Module | None
+    checkpoint: Checkpoint
+    history: list
+    best: BestEpoch
+    optimiser_state: dict  # parameter name -> momentum buffer, from a resumed checkpoint
+    scores: object = None  # neurobias.train.EpochScores
+    failed: Exception | None = None
+
+
+class Stack:
+    """N runs' tensors stacked along a new first dimension, and the per-run modules turned into
+    views of them. ``params``/``buffers`` are keyed like the step module (``net.*``, ``reg.*``)."""
+
+    def __init__(self, runs: list[_Run], stimuli: torch.Tensor, device, precision: str):
+        self.runs = runs
+        first = runs[0]
+        self.step_module = _StepModule(_stateless(first.model), _stateless(first.regulariser)
+                                       if first.regulariser is not None else None, stimuli, device, precision)
+        _fp32_batchnorm(self.step_module)
+        step_modules = [_StepModule(r.model, r.regulariser, stimuli, device, precision) for r in runs]
+        names = [dict(m.named_parameters()) for m in step_modules]
+        self.params = {k: torch.stack([n[k].detach() for n in names]) for k in names[0]}
+        bufs = [dict(m.named_buffers()) for m in step_modules]
+        self.buffers = {k: torch.stack([b[k] for b in bufs]) for k in bufs[0]}
+        for i, module in enumerate(step_modules):  # each run's modules now read and write the stack
+            for name in self.params:
+                _set_tensor(module, name, nn.Parameter(self.params[name][i], requires_grad=True))
+            for name in self.buffers:
+                _set_tensor(module, name, self.buffers[name][i])
+        self._grad_and_loss = vmap(grad_and_value(self._loss, has_aux=True), randomness="error")
+
+    def _loss(self, params, buffers, x, y, stimulus_rows):
+        return functional_call(self.step_module, (params, buffers), (x, y, stimulus_rows))
+
+    def step(self, x, y, stimulus_rows):
+        """Every run's gradients (into ``.grad`` of the stacked parameters) and (loss, ce, penalty,
+        logits), each with the run as first dimension."""
+        grads, (loss, (ce, penalty, logits)) = self._grad_and_loss(self.params, self.buffers, x, y, stimulus_rows)
+        for name, g in grads.items():
+            self.params[name].grad = g
+        return loss, ce, penalty, logits
+
+
+def _set_tensor(module: nn.Module, dotted: str, tensor: torch.Tensor) -> None:
+    *path, leaf = dotted.split(".")
+    for part in path:
+        module = getattr(module, part)
+    if isinstance(tensor, nn.Parameter):
+        module._parameters[leaf] = tensor
+    else:
+        module._buffers[leaf] = tensor
+
+
+def stacked_optimiser(stack: Stack, regulariser, training) -> torch.optim.SGD:
+    """One SGD over the stacked tensors, grouped as :func:`neurobias.train.make_optimiser` groups one
+    run's parameters (same weight decay per group), so each run's slice follows its own SGD."""
+    from .train import optimiser_groups
+    net = [p for name, p in stack.params.items() if name.startswith("net.")]
+    reg = [p for name, p in stack.params.items() if name.startswith("reg.")]
+    return torch.optim.SGD(optimiser_groups(net, reg, regulariser, training), lr=training.lr,
+                           momentum=training.momentum)
+
+
+def run_optimiser(run: _Run, stack: Stack, optimiser: torch.optim.SGD, k: int, training, lr: float):
+    """Run ``k``'s own SGD (its parameters, its slice of the momentum), for its checkpoint."""
+    from .train import make_optimiser
+    own = make_optimiser(run.model, run.regulariser, training)
+    for group in own.param_groups:
+        group["lr"] = lr
+    views = _own_parameters(run)
+    for name, tensor in stack.params.items():
+        state = optimiser.state.get(tensor)
+        if state and state.get("momentum_buffer") is not None:
+            own.state[views[name]]["momentum_buffer"] = state["momentum_buffer"][k]
+    return own
+
+
+def _own_parameters(run: _Run) -> dict:
+    named = {f"net.{k}": p for k, p in run.model.named_parameters()}
+    if run.regulariser is not None:
+        named.update({f"reg.{k}": p for k, p in run.regulariser.named_parameters()})
+    return named
+
+
+# -- memory --------------------------------------------------------------------------------------------
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes on the device: CUDA's free memory, or the host's MemAvailable on a CPU (None if
+    unknown)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class MemoryPlan:
+    per_run_bytes: int  # what each further run of a stack adds
+    shared_bytes: int  # the training images and stimuli on the device, once per stack
+    available_bytes: int | None
+    how: str  # "measured" (the device's allocator) or "estimated" (counted, see memory_plan)
+
+    def fitting(self) -> int | None:
+        """How many runs fit (None: the device does not say how much memory it has)."""
+        if self.available_bytes is None:
+            return None
+        return max(0, int((MEMORY_HEADROOM * self.available_bytes - self.shared_bytes) // self.per_run_bytes))
+
+    def describe(self, n: int) -> str:
+        gib = 2 ** 30
+        return (f"{n} runs need about {(self.shared_bytes + n * self.per_run_bytes) / gib:.2f} GiB "
+                f"({self.per_run_bytes / 2 ** 20:.1f} MiB per run, {self.how}, + {self.shared_bytes / 2 ** 20:.1f} MiB "
+                f"shared data); {MEMORY_HEADROOM:.0%} of the {self.available_bytes / gib:.2f} GiB free is planned")
+
+
+def _tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+# On a CPU no allocator reports a peak, so the plan counts tensors (:func:`_counted_per_run`) and
+# scales the count by this ratio, measured on the 2-core reference machine for the demo net
+# (ResNet-18 w8, batch 64, a similarity arm on layer3): the peak resident memory of a stacked step
+# grew by 197.7 MiB per run (stacks of 4 and 12) where 59.8 MiB are counted; the rest is vmap's
+# and oneDNN's temporaries.
+CPU_ALLOCATION_FACTOR = 3.5
+
+
+def _counted_per_run(run: _Run, x, y, stimulus_rows, stimuli, device, precision: str) -> int:
+    """One run's tensors in a step, counted on one step of a copy of the run alone: what autograd
+    keeps for the backward pass (``saved_tensors_hooks``, each storage once), four copies of the
+    parameters (weights, gradients, momentum, the update's temporary), the buffers and the batch."""
+    module = _StepModule(copy.deepcopy(run.model), copy.deepcopy(run.regulariser), stimuli, device, precision)
+    seen: dict[int, int] = {}
+
+    def keep(t: torch.Tensor):
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        loss, _ = module(x, y, stimulus_rows)
+    loss.backward()
+    return (sum(seen.values()) + 4 * _tensor_bytes(module.parameters()) + _tensor_bytes(module.buffers())
+            + _tensor_bytes([x, y, stimulus_rows]))
+
+
+def _measured_per_run_cuda(run: _Run, x, y, stimulus_rows, stimuli, device, precision: str) -> int:
+    """What a second run adds to the peak of a stacked step (and its SGD update), measured by
+    CUDA's allocator on stacks of one and two copies of the run."""
+    peaks = []
+    for n in (1, 2):
+        copies = [_Run(i, None, None, copy.deepcopy(run.model), copy.deepcopy(run.regulariser), None, [], None, {})
+                  for i in range(n)]
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        stack = Stack(copies, stimuli, device, precision)
+        optimiser = torch.optim.SGD(list(stack.params.values()), lr=0.0, momentum=0.9)
+        stack.step(*(torch.stack([t] * n) for t in (x, y, stimulus_rows)))
+        optimiser.step()
+        torch.cuda.synchronize(device)
+        peaks.append(torch.cuda.max_memory_allocated(device) - before)
+        del stack, optimiser, copies
+    return max(1, peaks[1] - peaks[0])
+
+
+def memory_plan(run: _Run, x: torch.Tensor, y: torch.Tensor, stimulus_rows: torch.Tensor, stimuli: torch.Tensor,
+                train_x: torch.Tensor, device, precision: str) -> MemoryPlan:
+    """One run's share of a stack, from one step of run ``run``'s inputs (``x``, ``y``,
+    ``stimulus_rows``; the networks are copied, nothing of the run changes): measured by the
+    allocator on a GPU, counted and scaled (:data:`CPU_ALLOCATION_FACTOR`) elsewhere."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        per_run, how = _measured_per_run_cuda(run, x, y, stimulus_rows, stimuli, device, precision), "measured"
+    else:
+        counted = _counted_per_run(run, x, y, stimulus_rows, stimuli, device, precision)
+        per_run, how = int(CPU_ALLOCATION_FACTOR * counted), "estimated"
+    return MemoryPlan(per_run, _tensor_bytes([train_x, stimuli]), available_memory(device), how)
+
+
+def check_fits(plan: MemoryPlan, n: int, device) -> None:
+    fitting = plan.fitting()
+    if fitting is not None and n > fitting:
+        advice = (f"at most {fitting} fit: set the study's pack to {fitting} (or pack: auto, which splits a "
+                  f"job's runs into stacks that fit)") if fitting else "not even one run fits: use a larger device"
+        raise PackMemoryError(f"pack_engine stacked on {device}: {plan.describe(n)}; {advice}")
+
+
+# -- the stacked loop ----------------------------------------------------------------------------------
+def train_stacked(runs, *, training, device, progress: bool, fit: str = "error", on_finished=None,
+                  stop_after_epoch: int | None = None, **shared) -> list[tuple[Path, Exception]]:
+    """Train ``runs`` (:class:`neurobias.packed.PackedRun`) as stacks: runs with the same
+    :func:`stack_key` and the same epoch to resume from train side by side. ``fit``: "error" stops
+    before training when a stack does not fit in the device's memory, "split" trains it as several
+    stacks that do (``pack: auto``). Returns the runs that failed (a diverging loss), after training
+    every other run; ``on_finished(index, started)`` runs after each run's files are written."""
+    for run in runs:
+        reason = unsupported_reason(run.arm, run.model_cfg, {"lr_schedule": training.lr_schedule})
+        if reason:
+            raise ValueError(f"pack_engine stacked cannot train {run.out_dir}: {reason}; use pack_engine: sequential")
+    device = torch.device(device)
+    prepared = [_prepare(k, run, training, device, shared) for k, run in enumerate(runs)]
+    groups: dict[tuple, list[_Run]] = {}
+    for r in prepared:
+        start = len(r.history)
+        groups.setdefault((stack_key(r.run.arm), start), []).append(r)
+    failed = []
+    for members in groups.values():
+        for chunk in _chunks(members, training, device, fit):
+            failed += _train_stack(chunk, training, device, progress, on_finished, stop_after_epoch)
+    return failed
+
+
+def _prepare(k: int, run, training, device, shared) -> _Run:
+    """Run ``k``'s data, network, regulariser and resumed state, as :func:`~neurobias.train.train_arm`
+    builds them."""
+    from .train import (RunData, build_model, build_run_regulariser, resolve_precision, resume_or_start,
+                        run_spec, stimuli_as_inputs)
+    out_dir = Path(run.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = RunData.prepare(train=shared["train"], val=shared["val"], test=shared.get("test"),
+                           stimuli=shared["stimuli"], stimulus_tiers=shared["stimulus_tiers"], target=run.target,
+                           diagnostic_target=shared["diagnostic_target"],
+                           superclass_of_class=shared.get("superclass_of_class"),
+                           responses=run.context.get("responses"), label_noise=run.arm.get("label_noise"),
+                           seed=run.seed)
+    if training.track_test and data.test is None:
+        raise ValueError("training.track_test: needs the test split")
+    precision = resolve_precision(training.precision, device)
+    spec = run_spec(data, run.arm, run.model_cfg, training, run.seed, precision, run.context, engine="stacked")
+    from .checkpoint import run_hash
+    checkpoint = Checkpoint(out_dir / CHECKPOINT_NAME, run_hash(spec), device)
+    model = build_model(data, run.model_cfg, run.seed, device, torch.contiguous_format)
+    stim = stimuli_as_inputs(data.stimuli, data.channels, data.size)
+    random_layers = [name for name, m in model.named_modules()
+                     if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
+    if random_layers:
+        raise ValueError(f"pack_engine stacked cannot train {out_dir}: the network's {random_layers} draw random "
+                         "numbers (dropout), which vmap cannot draw per run as its own job does; "
+                         "use pack_engine: sequential")
+    regulariser = build_run_regulariser(run.arm, data, model, stim, run.context, run.seed, device)
+    history, start, best, optimiser = resume_or_start(checkpoint, model, regulariser, None, training)
+    names = _own_parameters(_Run(k, run, data, model, regulariser, checkpoint, history, best, {}))
+    by_tensor = {id(p): name for name, p in names.items()}
+    momentum = {by_tensor[id(p)]: s["momentum_buffer"] for p, s in optimiser.state.items()
+                if s.get("momentum_buffer") is not None}
+    return _Run(k, run, data, model, regulariser, checkpoint, history, best, momentum)
+
+
+def _chunks(members: list[_Run], training, device, fit: str) -> list[list[_Run]]:
+    """The members as stacks that fit the device (``fit`` "split"), or as one stack that must."""
+    from .train import resolve_precision
+    plan = memory_plan(*_probe_inputs(members[0], training, device), resolve_precision(training.precision, device))
+    fitting = plan.fitting()
+    print(f"stacked engine: {plan.describe(len(members))}" if plan.available_bytes is not None
+          else "stacked engine: the device does not report its free memory", flush=True)
+    if fit == "split" and fitting is not None:
+        if fitting == 0:
+            check_fits(plan, len(members), device)
+        n_stacks = math.ceil(len(members) / fitting)
+        size = math.ceil(len(members) / n_stacks)  # even stacks
+        return [members[i:i + size] for i in range(0, len(members), size)]
+    check_fits(plan, len(members), device)
+    return [members]
+
+
+def _probe_inputs(r: _Run, training, device):
+    """One step's inputs of run ``r`` (drawn from a throwaway generator) for :func:`memory_plan`."""
+    from .train import augment, stimuli_as_inputs
+    g = torch.Generator().manual_seed(0)
+    n = min(training.batch_size, len(r.data.train_x))
+    x = augment(r.data.train_x[:n].float() / 255.0, training, g).to(device)
+    y = r.data.train_y[:n].to(device)
+    reg = r.regulariser
+    batches = max((reg.stimulus_batches(0, s) for s in range(2)), default=0) if reg is not None else 0
+    rows = (torch.stack([reg.stimulus_batch(g) for _ in range(batches)]) if batches
+            else torch.zeros(0, 0, dtype=torch.long)).to(device)
+    stimuli = stimuli_as_inputs(r.data.stimuli, r.data.channels, r.data.size).to(device)
+    return r, x, y, rows, stimuli, r.data.train_x.to(device), device
+
+
+def _train_stack(members: list[_Run], training, device, progress: bool, on_finished, stop_after_epoch):
+    from .train import EpochScores, learning_rate_and_stop, resolve_precision, stimuli_as_inputs, write_results
+    started = time.time()
+    precision = resolve_precision(training.precision, device)
+    first = members[0]
+    stimuli = stimuli_as_inputs(first.data.stimuli, first.data.channels, first.data.size).to(device)
+    print(f"stacked engine: {len(members)} runs side by side: " + ", ".join(str(r.run.out_dir) for r in members),
+          flush=True)
+    stack = Stack(members, stimuli, device, precision)
+    optimiser = stacked_optimiser(stack, first.regulariser, training)
+    for name, p in stack.params.items():  # a resumed stack continues each run's momentum
+        if all(name in r.optimiser_state for r in members):
+            optimiser.state[p]["momentum_buffer"] = torch.stack([r.optimiser_state[name] for r in members]).to(p)
+    for r in members:
+        taps = regularised_layers(r.run.arm) or tuple(r.run.model_cfg.get("diagnostic_layers")
+                                                      or DEFAULT_DIAGNOSTIC_TAPS[r.run.model_cfg["architecture"]])
+        r.scores = EpochScores(r.model, r.regulariser, r.data, stimuli, taps, training, device)
+    run_epoch = StackedEpoch(stack, members, training, device)
+    for epoch in range(len(first.history), training.epochs):
+        lr, _ = learning_rate_and_stop(training, epoch, first.history)
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        losses, sums = run_epoch(epoch, optimiser)
+        for k, r in enumerate(members):
+            if r.failed is None:
+                _score_and_save(k, r, epoch, lr, losses[k], sums[k], stack, optimiser, training, progress)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            return []
+    share = (time.time() - started) / len(members)  # each run's provenance gets its share of the stack's time
+    failed = []
+    for r in members:
+        if r.failed is not None:
+            failed.append((Path(r.run.out_dir), r.failed))
+            continue
+        frame = r.best.restore(r.model, r.regulariser, r.history)
+        write_results(Path(r.run.out_dir), r.model, r.run.model_cfg, r.data, r.regulariser, frame)
+        if on_finished is not None:
+            on_finished(r.index, time.time() - share)
+    return failed
+
+
+class StackedEpoch:
+    """One epoch's steps of a stack, as :class:`neurobias.train.EpochStep` takes them for one run:
+    every run draws its batch order, augmentation and stimulus batches from its own epoch generator
+    in that loop's order; the draws are then applied to all runs at once (one gather, one
+    augmentation call, one stacked step), so a step's work on the device does not grow in calls
+    with the number of runs."""
+
+    def __init__(self, stack: Stack, members: list[_Run], training, device):
+        from .train import PENALTY_TERMS
+        self.stack, self.members, self.training, self.device = stack, members, training, device
+        self.train_x = members[0].data.train_x.to(device)  # the same images for every run
+        self.train_y = torch.stack([r.data.train_y for r in members]).to(device)  # each run's labels
+        self.steps = len(self.train_x) // training.batch_size  # drop the ragged last batch, as EpochStep
+        self.term = PENALTY_TERMS.get(members[0].run.arm.get("regulariser"), "regulariser term")
+
+    def __call__(self, epoch: int, optimiser) -> tuple[list, torch.Tensor]:
+        """Per run its :class:`~neurobias.train.StepLosses` (checked by the caller) and its
+        epoch sums [loss, ce, penalty, correct, active steps]."""
+        from .train import StepLosses, apply_augmentation, draw_augmentation, epoch_generator
+        training, device, n, bs = self.training, self.device, len(self.members), self.training.batch_size
+        regulariser = self.members[0].regulariser
+        generators = [epoch_generator(r.run.seed, epoch) for r in self.members]
+        orders = torch.stack([torch.randperm(len(self.train_x), generator=g) for g in generators]).to(device)
+        for r in self.members:
+            r.model.train()
+        self.stack.step_module.train()  # BatchNorm normalises with each batch's statistics and updates its own
+        values = torch.zeros(n, self.steps, 3, device=device)  # per run and step: ce, penalty, total
+        sums = torch.zeros(n, 5, device=device)
+        for step in range(self.steps):
+            idx = orders[:, step * bs:(step + 1) * bs]
+            y = torch.gather(self.train_y, 1, idx)
+            draws = [draw_augmentation(bs, training, g) for g in generators]
+            x = apply_augmentation(self.train_x[idx.flatten()].float() / 255.0, training,
+                                   {key: torch.cat([d[key] for d in draws]) for key in draws[0]})
+            batches = regulariser.stimulus_batches(epoch, step) if regulariser is not None else 0
+            rows = torch.stack([torch.stack([r.regulariser.stimulus_batch(g) for _ in range(batches)])
+                                if batches else torch.zeros(0, 0, dtype=torch.long)
+                                for r, g in zip(self.members, generators)]).to(device)
+            loss, ce, penalty, logits = self.stack.step(x.view(n, bs, *x.shape[1:]), y, rows)
+            optimiser.step()
+            values[:, step] = torch.stack([ce, penalty, loss], 1).detach()
+            correct = (logits.detach().argmax(-1) == y).sum(1).float()
+            sums += torch.stack([loss.detach(), ce.detach(), penalty.detach(), correct,
+                                 torch.full_like(correct, float(batches > 0))], 1)
+        return [StepLosses(self.steps, device, self.term, eager=False, values=values[k]) for k in range(n)], sums
+
+
+def _score_and_save(k: int, r: _Run, epoch: int, lr: float, losses, sums: torch.Tensor, stack: Stack, optimiser,
+                    training, progress: bool) -> None:
+    """Run ``k``'s history row, best epoch and checkpoint after ``epoch``, as its own job writes
+    them; a run whose loss was not finite is marked failed instead (the others go on)."""
+    from .train import EpochSums, NonFiniteLossError
+    try:
+        losses.check(epoch)
+        loss, ce, penalty, correct, n_active = sums.tolist()
+        epoch_sums = EpochSums(loss, ce, penalty, correct, n_active=int(n_active), steps=len(losses.values),
+                               batch_size=training.batch_size)
+        row = {"epoch": epoch + 1, "lr": lr, **epoch_sums.history_entries(), **r.scores(epoch)}
+    except NonFiniteLossError as error:
+        print(f"stacked engine: {r.run.out_dir} failed: {error}", flush=True)
+        r.failed = error
+        return
+    r.history.append(row)
+    if progress:
+        print(f"{r.run.out_dir}: " + json.dumps(row), flush=True)
+    r.best.update(epoch + 1, row["val_accuracy"], r.model, r.regulariser)
+    r.checkpoint.save(epoch, r.model, run_optimiser(r, stack, optimiser, k, training, lr), r.regulariser,
+                      r.history, r.best.state)

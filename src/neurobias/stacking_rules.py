@@ -1,0 +1,39 @@
+"""Which runs the stacked engine (``pack_engine: stacked``, :mod:`neurobias.stacked`) can train
+and which of them stack together: plain Python, apart from the engine's torch code, because config
+validation (:func:`neurobias.config.validate_config`, run by the Snakefile while it builds the job
+graph) checks every arm of a stacked study before any job starts.
+"""
+
+from __future__ import annotations
+
+from .layer_names import vone_enabled
+
+# Regularisers whose step is one function of the stacked tensors.
+STACKABLE_REGULARISERS = ("none", "similarity", "rsm")
+# Schedules whose rate is a function of the epoch alone, the same for every run of a stack.
+STACKABLE_SCHEDULES = ("constant", "cosine", "step")
+
+
+def unsupported_reason(arm_cfg: dict, model_cfg: dict, training_cfg: dict) -> str | None:
+    """Why the stacked engine cannot train this run (a sentence naming the field), or None."""
+    kind = arm_cfg.get("regulariser", "none") or "none"
+    if kind not in STACKABLE_REGULARISERS:
+        return (f"regulariser {kind!r}: the stacked engine trains {', '.join(STACKABLE_REGULARISERS)} arms "
+                "(an MTL head and the oracle's two stages change the loop itself)")
+    # vone_enabled, not truthiness: `vone: {}` is the front end with every default
+    if vone_enabled(model_cfg.get("vone")):
+        return "model.vone: a VOneBlock draws noise inside the network, which vmap cannot draw per run as its own job does"
+    if str(model_cfg.get("architecture", "")).startswith("vgg"):
+        return (f"model.architecture {model_cfg['architecture']!r}: the VGG classifier's dropout draws random numbers "
+                "inside the network, which vmap cannot draw per run as its own job does")
+    schedule = (training_cfg.get("lr_schedule") or {}).get("kind", "constant")
+    if schedule not in STACKABLE_SCHEDULES:
+        return (f"training.lr_schedule.kind {schedule!r}: each run's rate would follow its own validation history; "
+                f"the stacked engine needs one of {', '.join(STACKABLE_SCHEDULES)}")
+    return None
+
+
+def stack_key(arm_cfg: dict) -> str:
+    """Runs stack together when their arms differ at most in the target and the label noise
+    (data, not the computation): every step then has the same shape for all of them."""
+    return repr(sorted((k, v) for k, v in arm_cfg.items() if k not in ("target", "label_noise")))

@@ -1,0 +1,264 @@
+"""The stacked engine (``pack_engine: stacked``): a pack's runs trained side by side as one vmapped
+network. Each run's step is its own job's step (same loss, gradients and BatchNorm statistics, to
+float rounding); a stacked pack writes every run's usual files, resumes bit for bit, keeps a
+diverging run from stopping the others, refuses what it cannot train, and checks memory first."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from neurobias import stacked
+from neurobias.checkpoint import CHECKPOINT_NAME
+from neurobias.data import CLASS_NAMES, make_synthetic_task
+from neurobias.data.synthetic import make_stimulus_images
+from neurobias.neural.similarity import neural_similarity
+from neurobias.neural.simulated_v1 import SimulatedV1, V1PopulationParams
+from neurobias.packed import PackedRun, PackFailure, train_runs
+from neurobias.regularisers import build_regulariser
+from neurobias.stacking_rules import stack_key, unsupported_reason
+from neurobias.train import NonFiniteLossError, TrainingConfig, batchnorm_layers, regularised_loss
+
+CFG = TrainingConfig(epochs=2, batch_size=32, lr=0.05, crop_padding=2, flip=True, precision="fp32")
+RESNET = {"architecture": "resnet18", "width": 4}
+CORNET = {"architecture": "cornet_z", "width": 8}
+
+
+@pytest.fixture(scope="module")
+def task():
+    s = make_synthetic_task(5, n_train=128, n_val=64, n_test=64)
+    as_split = lambda k: (torch.as_tensor(s[k][0]), torch.as_tensor(s[k][1]), list(CLASS_NAMES))
+    stim = make_stimulus_images(2, 80)
+    responses = SimulatedV1(V1PopulationParams(n_neurons=20), 1).mean_rates(stim).astype(np.float32)
+    tiers = np.array(["train"] * 60 + ["test"] * 20)
+    return {"train": as_split("train"), "val": as_split("val"), "test": as_split("test"), "stimuli": stim,
+            "stimulus_tiers": tiers, "diagnostic_target": neural_similarity(responses),
+            "superclass_of_class": None}
+
+
+# Every kind of arm the stacked engine trains, with the options that change its step.
+ARMS = {
+    "none": ({"regulariser": "none"}, {}),
+    "similarity": ({"regulariser": "similarity", "alpha": 2.0, "layers": ["layer1", "layer2"],
+                    "stimulus_batch_size": 8, "neural_batchnorm": "update"}, {}),
+    "similarity_freeze": ({"regulariser": "similarity", "alpha": 2.0, "layers": ["layer2"],
+                           "stimulus_batch_size": 8, "neural_batchnorm": "freeze"}, {}),
+    "rsm": ({"regulariser": "rsm", "r": 0.5, "layer": "layer2", "stimulus_batch_size": 8, "alternate": False,
+             "neural_batchnorm": "update"}, {"rsm_metric": "cosine"}),
+}
+
+
+def one_step_alone_and_stacked(arm, context, target, n=3):
+    """One training step of ``n`` runs (each its own seed, batch and stimulus rows), computed by
+    the one-model loss on each run alone and by the stack: (alone, stacked) per-run results."""
+    from neurobias.models import build_classifier
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 16, 3, 32, 32, generator=g)
+    y = torch.randint(0, 5, (n, 16), generator=g)
+    stimuli = torch.rand(80, 3, 32, 32, generator=g)
+    rows = torch.stack([torch.randperm(60, generator=g)[:8][None] for _ in range(n)])
+    nets, regs = [], []
+    for seed in range(n):
+        torch.manual_seed(seed)
+        nets.append(build_classifier("resnet18", 5, 3, torch.zeros(3), torch.ones(3), width=4).train())
+        regs.append(build_regulariser(arm, target, np.arange(60), {**context, "seed": seed}))
+    alone = []
+    for i, (net, reg) in enumerate(zip(copy.deepcopy(nets), copy.deepcopy(regs))):
+        stim_rows = list(rows[i]) if reg is not None else []
+        loss, ce, penalty, logits = regularised_loss(net, reg, batchnorm_layers(net), x[i], y[i], stim_rows, stimuli,
+                                                     torch.device("cpu"), "fp32")
+        loss.backward()
+        grads = {f"net.{k}": p.grad for k, p in net.named_parameters()}
+        if reg is not None:
+            grads.update({f"reg.{k}": p.grad for k, p in reg.named_parameters()})
+        alone.append({"loss": loss.detach(), "penalty": penalty.detach(), "logits": logits.detach(), "grads": grads,
+                      "buffers": {f"net.{k}": b.clone() for k, b in net.named_buffers()}})
+    runs = [stacked._Run(i, None, None, net, reg, None, [], None, {}) for i, (net, reg) in enumerate(zip(nets, regs))]
+    stack = stacked.Stack(runs, stimuli, torch.device("cpu"), "fp32")
+    loss, ce, penalty, logits = stack.step(x, y, rows if regs[0] is not None else torch.zeros(n, 0, 0, dtype=torch.long))
+    together = [{"loss": loss[i], "penalty": penalty[i], "logits": logits[i],
+                 "grads": {k: p.grad[i] for k, p in stack.params.items()},
+                 # each run's own network reads the stack: its statistics are the stacked ones
+                 "buffers": {f"net.{k}": b for k, b in nets[i].named_buffers()}} for i in range(n)]
+    return alone, together
+
+
+@pytest.mark.parametrize("kind", sorted(ARMS))
+def test_one_stacked_step_is_each_run_s_own_step(kind):
+    arm, context = ARMS[kind]
+    target = None if arm["regulariser"] == "none" else np.corrcoef(np.random.default_rng(1).normal(size=(80, 30)))
+    alone, together = one_step_alone_and_stacked(arm, context, target)
+    for a, t in zip(alone, together):
+        # measured: losses to 5e-7, gradients to 3e-5 of their largest element (a grouped convolution
+        # sums in another order)
+        assert torch.allclose(a["loss"], t["loss"], rtol=1e-5, atol=1e-6)
+        assert torch.allclose(a["logits"], t["logits"], rtol=1e-4, atol=1e-5)
+        if kind != "none":
+            assert float(a["penalty"]) > 0 and torch.allclose(a["penalty"], t["penalty"], rtol=1e-4, atol=1e-6)
+        assert a["grads"].keys() == t["grads"].keys()
+        for name in a["grads"]:
+            scale = float(a["grads"][name].abs().max()) + 1e-8
+            assert float((a["grads"][name] - t["grads"][name]).abs().max()) <= 1e-4 * scale + 1e-6, name
+        for name, value in a["buffers"].items():  # BatchNorm's running statistics, as alone
+            assert torch.allclose(value.float(), t["buffers"][name].float(), rtol=1e-5, atol=1e-6), name
+    # the runs are different networks with different gradients: nothing leaked between them
+    assert not torch.allclose(together[0]["grads"]["net.backbone.fc.weight"], together[1]["grads"]["net.backbone.fc.weight"])
+
+
+def runs_of(arm, model_cfg, target, out, seeds=(3, 4, 5), context=None, label_noise=None):
+    arm = {**arm, **({"label_noise": label_noise} if label_noise else {})}
+    return [PackedRun(arm=arm, model_cfg=model_cfg, seed=s, target=target, context=dict(context or {}),
+                      out_dir=out / f"seed{s}") for s in seeds]
+
+
+SIMILARITY = {"regulariser": "similarity", "alpha": 1.0, "layers": ["V1", "V2"], "stimulus_batch_size": 8}
+
+
+def model_bytes(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_a_stacked_pack_writes_every_run_s_files_reproducibly_and_resumes_bit_for_bit(task, tmp_path):
+    target = task["diagnostic_target"]
+    finished = []
+    train_runs(runs_of(SIMILARITY, CORNET, target, tmp_path / "a"), training=CFG, device="cpu", progress=False,
+               engine="stacked", on_finished=lambda k, started: finished.append(k), **task)
+    assert sorted(finished) == [0, 1, 2]
+    assert not list((tmp_path / "a").glob(f"*/{CHECKPOINT_NAME}"))
+    histories = [pd.read_csv(tmp_path / "a" / f"seed{s}" / "history.csv") for s in (3, 4, 5)]
+    for h in histories:
+        assert list(h["epoch"]) == [1, 2] and (h["train_similarity_loss"] > 0).all()
+        assert {"gamma_V1", "gamma_V2", "heldout_similarity_r", "val_accuracy"} <= set(h.columns)
+    assert histories[0]["train_loss"].iloc[0] != histories[1]["train_loss"].iloc[0]  # own seeds, own data order
+    # model.pt holds the run's own weights, not its stack's storage: the size of a one-model file
+    single = sum(v.numel() * v.element_size() for v in model_bytes(tmp_path / "a" / "seed3" / "model.pt").values())
+    assert (tmp_path / "a" / "seed3" / "model.pt").stat().st_size < 1.5 * single
+
+    # the same stack again, killed after epoch 1 and resumed: the same files, bit for bit
+    from neurobias.stacked import train_stacked
+    killed = runs_of(SIMILARITY, CORNET, target, tmp_path / "b")
+    train_stacked(killed, training=CFG, device="cpu", progress=False, stop_after_epoch=1, **task)
+    assert all((run.out_dir / CHECKPOINT_NAME).exists() and not (run.out_dir / "model.pt").exists() for run in killed)
+    train_runs(killed, training=CFG, device="cpu", progress=False, engine="stacked", **task)
+    for s in (3, 4, 5):
+        a, b = tmp_path / "a" / f"seed{s}", tmp_path / "b" / f"seed{s}"
+        assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+        x, y = model_bytes(a / "model.pt"), model_bytes(b / "model.pt")
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_a_stacked_run_follows_its_own_job_to_float_rounding(task, tmp_path):
+    """Without BatchNorm and at a small rate, training does not amplify the kernels' rounding
+    much: each stacked run's weights and history stay within 1e-5 of its one-model job's (NCHW,
+    fp32) after two epochs (measured: weights to 3e-8, history to 2.4e-7). With BatchNorm and a
+    large rate, the same rounding grows within an epoch to what a change of memory format gives
+    (docs/performance.md)."""
+    from dataclasses import replace
+    from neurobias.train import train_arm
+    gentle = replace(CFG, lr=0.01, channels_last=False, track_test=True)  # Federer's per-epoch test metrics too
+    arm = {"regulariser": "rsm", "r": 0.5, "layer": "V2", "stimulus_batch_size": 8}
+    runs = runs_of(arm, CORNET, task["diagnostic_target"], tmp_path / "stacked", context={"rsm_metric": "cosine"},
+                   label_noise=0.2)
+    train_runs(runs, training=gentle, device="cpu", progress=False, engine="stacked", **task)
+    for run in runs:
+        alone_dir = tmp_path / "alone" / run.out_dir.name
+        train_arm(arm=run.arm, model_cfg=run.model_cfg, training=gentle, seed=run.seed, target=run.target,
+                  device="cpu", out_dir=alone_dir, progress=False, context=run.context, **task)
+        h, h_alone = pd.read_csv(run.out_dir / "history.csv"), pd.read_csv(alone_dir / "history.csv")
+        numeric = [c for c in h.columns if c != "epoch"]
+        assert "generalisation_error" in numeric and list(h.columns) == list(h_alone.columns)
+        x, y = model_bytes(run.out_dir / "model.pt"), model_bytes(alone_dir / "model.pt")
+        assert np.allclose(h[numeric], h_alone[numeric], rtol=1e-5, atol=1e-5)
+        assert max(float((x[k].float() - y[k].float()).abs().max()) for k in x) < 1e-5
+
+
+def test_a_diverging_run_fails_alone_naming_its_epoch_and_term_while_the_others_are_written(task, tmp_path):
+    arm = {"regulariser": "similarity", "alpha": 1.0, "layers": ["V2"], "stimulus_batch_size": 8}
+    good = task["diagnostic_target"]
+    bad = good.copy()
+    bad[:] = np.nan  # this run's target makes its similarity loss NaN from the first step
+    runs = [PackedRun(arm=arm, model_cfg=CORNET, seed=s, target=t, out_dir=tmp_path / f"seed{s}")
+            for s, t in ((0, good), (1, bad), (2, good))]
+    one_epoch = TrainingConfig(epochs=1, batch_size=32, lr=0.05, precision="fp32")
+    with pytest.raises(PackFailure) as failure:
+        train_runs(runs, training=one_epoch, device="cpu", progress=False, engine="stacked", **task)
+    [(failed_dir, error)] = failure.value.failed
+    assert failed_dir == tmp_path / "seed1"
+    assert isinstance(error, NonFiniteLossError) and error.epoch == 1 and error.term == "similarity loss"
+    assert (tmp_path / "seed0" / "model.pt").exists() and (tmp_path / "seed2" / "model.pt").exists()
+    assert not (tmp_path / "seed1" / "model.pt").exists()
+    assert np.isfinite(pd.read_csv(tmp_path / "seed0" / "history.csv")["train_loss"]).all()
+
+
+@pytest.mark.parametrize("arm, model, training, field", [
+    ({"regulariser": "mtl", "layer": "V1"}, CORNET, {}, "regulariser 'mtl'"),
+    ({"regulariser": "oracle", "layer": "V1"}, CORNET, {}, "regulariser 'oracle'"),
+    ({"regulariser": "none"}, {**RESNET, "vone": True}, {}, "model.vone"),
+    ({"regulariser": "none"}, {"architecture": "vgg11_bn", "width": 8}, {}, "model.architecture 'vgg11_bn'"),
+    ({"regulariser": "none"}, CORNET, {"lr_schedule": {"kind": "plateau"}}, "training.lr_schedule.kind 'plateau'"),
+])
+def test_what_the_stacked_engine_cannot_train_is_refused_naming_the_field(arm, model, training, field, task, tmp_path):
+    assert field in unsupported_reason(arm, model, training)
+    assert unsupported_reason({"regulariser": "similarity"}, CORNET, {"lr_schedule": {"kind": "cosine"}}) is None
+    if arm["regulariser"] == "none" and "lr_schedule" not in training:  # and before any work in a job
+        run = PackedRun(arm=arm, model_cfg=model, seed=0, target=None, out_dir=tmp_path / "run")
+        with pytest.raises(ValueError, match="pack_engine: sequential"):
+            train_runs([run], training=CFG, device="cpu", progress=False, engine="stacked", **task)
+        assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_runs_stack_when_they_differ_only_in_data():
+    arm = {"regulariser": "similarity", "alpha": 1.0, "layers": ["V2"], "target": "model"}
+    assert stack_key(arm) == stack_key({**arm, "target": "shuffle", "label_noise": 0.2})
+    assert stack_key(arm) != stack_key({**arm, "alpha": 2.0})
+
+
+def test_a_stack_that_does_not_fit_stops_before_training_naming_the_number_that_fits(task, tmp_path, monkeypatch):
+    runs = runs_of(SIMILARITY, CORNET, task["diagnostic_target"], tmp_path / "pack", seeds=(0, 1, 2, 3, 4))
+    # the plan of this stack on this machine, then a device with room for exactly two runs
+    prepared = stacked._prepare(0, runs[0], CFG, torch.device("cpu"), task)
+    plan = stacked.memory_plan(*stacked._probe_inputs(prepared, CFG, torch.device("cpu")), "fp32")
+    assert plan.per_run_bytes > sum(p.numel() * 4 * 4 for p in prepared.model.parameters())  # + activations
+    free = int((plan.shared_bytes + 2.5 * plan.per_run_bytes) / stacked.MEMORY_HEADROOM)
+    monkeypatch.setattr(stacked, "available_memory", lambda device: free)
+    with pytest.raises(stacked.PackMemoryError, match="at most 2 fit: set the study's pack to 2") as error:
+        train_runs(runs, training=CFG, device="cpu", progress=False, engine="stacked", **task)
+    assert "5 runs need about" in str(error.value)
+    assert not list((tmp_path / "pack").glob("*/model.pt")) and not list((tmp_path / "pack").glob("*/checkpoint.pt"))
+    # pack: auto splits the job's runs into stacks that fit: 5 runs -> 3 stacks (2, 2, 1)
+    stacks = []
+    real = stacked._train_stack
+    monkeypatch.setattr(stacked, "_train_stack", lambda members, *a: stacks.append(len(members)) or real(members, *a))
+    one_epoch = TrainingConfig(epochs=1, batch_size=32, lr=0.05, precision="fp32")
+    train_runs(runs, training=one_epoch, device="cpu", progress=False, engine="stacked", fit="split", **task)
+    assert stacks == [2, 2, 1]
+    assert all((run.out_dir / "model.pt").exists() for run in runs)
+
+
+def test_the_memory_plan_grows_with_the_batch():
+    from neurobias.models import build_classifier
+    plans = []
+    for batch in (16, 64):
+        torch.manual_seed(0)
+        net = build_classifier("resnet18", 5, 3, torch.zeros(3), torch.ones(3), width=4).train()
+        run = stacked._Run(0, None, None, net, None, None, [], None, {})
+        x, y = torch.rand(batch, 3, 32, 32), torch.randint(0, 5, (batch,))
+        plans.append(stacked.memory_plan(run, x, y, torch.zeros(0, 0, dtype=torch.long), torch.rand(10, 3, 32, 32),
+                                         torch.zeros(100, 3, 32, 32, dtype=torch.uint8), "cpu", "fp32"))
+    small, large = (p.per_run_bytes for p in plans)
+    # activations dominate: four times the batch, about four times the saved tensors
+    assert 2.5 * small < large < 4.5 * small
+    assert plans[0].shared_bytes == 100 * 3 * 32 * 32 + 10 * 3 * 32 * 32 * 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the plan is measured by CUDA's allocator")
+def test_on_a_gpu_the_memory_plan_is_measured_and_a_stack_of_the_planned_size_trains(task, tmp_path):
+    device = torch.device("cuda")
+    runs = runs_of(SIMILARITY, CORNET, task["diagnostic_target"], tmp_path / "pack", seeds=(0, 1))
+    prepared = stacked._prepare(0, runs[0], CFG, device, task)
+    plan = stacked.memory_plan(*stacked._probe_inputs(prepared, CFG, device), "fp32")
+    assert plan.how == "measured" and plan.per_run_bytes > 0 and plan.fitting() >= 2
+    train_runs(runs, training=CFG, device="cuda", progress=False, engine="stacked", **task)
+    assert all((run.out_dir / "model.pt").exists() for run in runs)
