@@ -262,3 +262,81 @@ def test_on_a_gpu_the_memory_plan_is_measured_and_a_stack_of_the_planned_size_tr
     assert plan.how == "measured" and plan.per_run_bytes > 0 and plan.fitting() >= 2
     train_runs(runs, training=CFG, device="cuda", progress=False, engine="stacked", **task)
     assert all((run.out_dir / "model.pt").exists() for run in runs)
+
+
+# -- the workflow ----------------------------------------------------------------------------------
+def stacked_config(tmp_path, **training):
+    import yaml
+    from conftest import TINY
+    config = yaml.safe_load(TINY.read_text())
+    config["studies"]["tiny"].update(pack="auto", pack_engine="stacked")
+    config["studies"]["tiny"]["training"].update(training)
+    path = tmp_path / "stacked.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+TINY_ARMS = ("none", "neural_model", "neural_data", "shuffle")  # four kinds of step: four stacks of two seeds
+
+
+@pytest.mark.slow
+def test_a_stacked_pack_job_killed_with_kill_9_resumes_to_the_same_files_and_the_workflow_runs_on(
+        tiny_local_run, tmp_path):
+    """The tiny study with pack: auto and pack_engine: stacked is one training job of 8 runs in 4
+    stacks. kill -9 of snakemake and that job once the third stack has a checkpoint (the first two
+    stacks written); `--unlock`, rerun: every model equals an uninterrupted stacked job's, and the
+    rest of the workflow runs on the stacked models."""
+    import json
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT, dry_run_counts, snakemake
+    config = stacked_config(tmp_path, epochs=4)
+    models = [f"results/train/tiny/{arm}/seed{seed}/model.pt" for arm in TINY_ARMS for seed in (0, 1)]
+    runs = {}
+    for name in ("uninterrupted", "killed"):
+        runs[name] = tmp_path / name
+        shutil.copytree(tiny_local_run, runs[name], ignore=shutil.ignore_patterns("locks"))
+    counts = dry_run_counts(runs["uninterrupted"], config)
+    assert {k: v for k, v in counts.items() if k.startswith("train")} == {"train_pack__tiny__0": "1"}
+    r = snakemake(runs["uninterrupted"], *models, config=config)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = (runs["uninterrupted"] / "logs/train/tiny/pack0.log").read_text()
+    assert log.count("stacked engine: 2 runs side by side") == 4
+
+    work = runs["killed"]
+    third = work / "results/train/tiny/neural_data/seed1/checkpoint.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+                             str(work), "--configfile", str(config), "--cores", "1", *models], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not third.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert third.exists() and proc.poll() is None, "the job ended or never reached its third stack"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (work / "results/train/tiny/none/seed0/checkpoint.pt").exists()  # a written stack's, kept
+    assert snakemake(work, "--unlock", config=config, cores=False).returncode == 0
+    r = snakemake(work, *models, "--rerun-incomplete", config=config)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming from" in (work / "logs/train/tiny/pack0.log").read_text()
+    for model in models:
+        run_dir = os.path.dirname(model)
+        a, b = work / run_dir, runs["uninterrupted"] / run_dir
+        assert (a / "history.csv").read_text() == (b / "history.csv").read_text(), run_dir
+        x, y = model_bytes(a / "model.pt"), model_bytes(b / "model.pt")
+        assert all(torch.equal(x[k], y[k]) for k in x), run_dir
+        assert not (a / CHECKPOINT_NAME).exists()
+        provenance = json.loads((a / "provenance.json").read_text())
+        assert provenance["pack"]["engine"] == "stacked" and provenance["pack"]["runs"] == 8
+
+    # every later rule works on the stacked models unchanged
+    r = snakemake(work, config=config)
+    assert r.returncode == 0, r.stderr[-3000:]
+    tests = pd.read_csv(work / "results/stats/tiny/gaussian_noise_tests.csv")
+    sequential = pd.read_csv(tiny_local_run / "results/stats/tiny/gaussian_noise_tests.csv")
+    assert list(tests.columns) == list(sequential.columns) and len(tests) == len(sequential)
+    assert set(tests["arm"]) == set(sequential["arm"])

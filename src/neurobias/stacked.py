@@ -56,7 +56,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint
+from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint, run_hash
 from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
 from .regularisers import regularised_layers
 from .stacking_rules import stack_key, unsupported_reason
@@ -321,10 +321,11 @@ def train_stacked(runs, *, training, device, progress: bool, fit: str = "error",
     for r in prepared:
         start = len(r.history)
         groups.setdefault((stack_key(r.run.arm), start), []).append(r)
+    # every stack is planned (and a stack too large refused) before the first one trains
+    stacks = [chunk for members in groups.values() for chunk in _chunks(members, training, device, fit)]
     failed = []
-    for members in groups.values():
-        for chunk in _chunks(members, training, device, fit):
-            failed += _train_stack(chunk, training, device, progress, on_finished, stop_after_epoch)
+    for members in stacks:
+        failed += _train_stack(members, training, device, progress, on_finished, stop_after_epoch)
     return failed
 
 
@@ -345,7 +346,6 @@ def _prepare(k: int, run, training, device, shared) -> _Run:
         raise ValueError("training.track_test: needs the test split")
     precision = resolve_precision(training.precision, device)
     spec = run_spec(data, run.arm, run.model_cfg, training, run.seed, precision, run.context, engine="stacked")
-    from .checkpoint import run_hash
     checkpoint = Checkpoint(out_dir / CHECKPOINT_NAME, run_hash(spec), device)
     model = build_model(data, run.model_cfg, run.seed, device, torch.contiguous_format)
     stim = stimuli_as_inputs(data.stimuli, data.channels, data.size)
@@ -356,12 +356,12 @@ def _prepare(k: int, run, training, device, shared) -> _Run:
                          "numbers (dropout), which vmap cannot draw per run as its own job does; "
                          "use pack_engine: sequential")
     regulariser = build_run_regulariser(run.arm, data, model, stim, run.context, run.seed, device)
-    history, start, best, optimiser = resume_or_start(checkpoint, model, regulariser, None, training)
-    names = _own_parameters(_Run(k, run, data, model, regulariser, checkpoint, history, best, {}))
-    by_tensor = {id(p): name for name, p in names.items()}
-    momentum = {by_tensor[id(p)]: s["momentum_buffer"] for p, s in optimiser.state.items()
-                if s.get("momentum_buffer") is not None}
-    return _Run(k, run, data, model, regulariser, checkpoint, history, best, momentum)
+    history, _, best, optimiser = resume_or_start(checkpoint, model, regulariser, None, training)
+    prepared = _Run(k, run, data, model, regulariser, checkpoint, history, best, {})
+    name_of = {id(p): name for name, p in _own_parameters(prepared).items()}
+    prepared.optimiser_state = {name_of[id(p)]: state["momentum_buffer"] for p, state in optimiser.state.items()
+                                if state.get("momentum_buffer") is not None}
+    return prepared
 
 
 def _chunks(members: list[_Run], training, device, fit: str) -> list[list[_Run]]:
