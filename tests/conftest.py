@@ -10,6 +10,40 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 
 
+def small_training_task(n_train: int) -> tuple[dict, np.ndarray]:
+    """A 5-class synthetic task and a simulated V1's responses to 80 stimuli (60 training, 20 test
+    tier): (the data a training pack shares, as ``neurobias.packed.train_runs`` takes it, responses)."""
+    from neurobias.data import CLASS_NAMES, make_synthetic_task
+    from neurobias.data.synthetic import make_stimulus_images
+    from neurobias.neural.similarity import neural_similarity
+    from neurobias.neural.simulated_v1 import SimulatedV1, V1PopulationParams
+    s = make_synthetic_task(5, n_train=n_train, n_val=64, n_test=64)
+    as_split = lambda k: (torch.as_tensor(s[k][0]), torch.as_tensor(s[k][1]), list(CLASS_NAMES))
+    stim = make_stimulus_images(2, 80)
+    responses = SimulatedV1(V1PopulationParams(n_neurons=20), 1).mean_rates(stim).astype(np.float32)
+    tiers = np.array(["train"] * 60 + ["test"] * 20)
+    return {"train": as_split("train"), "val": as_split("val"), "test": as_split("test"), "stimuli": stim,
+            "stimulus_tiers": tiers, "diagnostic_target": neural_similarity(responses),
+            "superclass_of_class": None}, responses
+
+
+def kill_9_once_written(workdir, config, targets, path, timeout=300) -> None:
+    """Start ``snakemake --cores 1 targets`` and kill -9 it and its jobs (their process group) as
+    soon as ``path`` exists; asserts that it was still running then (the kill interrupted work)."""
+    import os
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+                             str(workdir), "--configfile", str(config), "--cores", "1", *targets], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    while not Path(path).exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert Path(path).exists() and proc.poll() is None, f"snakemake ended or never wrote {path}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def snakemake(workdir, *args, config=TINY, timeout=900, cores=True):
     """Run the workflow through the snakemake CLI from the repository root."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),

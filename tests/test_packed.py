@@ -8,10 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from neurobias.data import CLASS_NAMES, make_synthetic_task
-from neurobias.data.synthetic import make_stimulus_images
+from conftest import small_training_task
 from neurobias.neural.similarity import neural_similarity
-from neurobias.neural.simulated_v1 import SimulatedV1, V1PopulationParams
 from neurobias.packed import PackedRun, train_runs
 from neurobias.rule_params import training_packs
 from neurobias.train import TrainingConfig, train_arm
@@ -25,14 +23,7 @@ VONE = {"architecture": "resnet18", "width": 4, "vone": {"parameters": "v1", "si
 
 @pytest.fixture(scope="module")
 def task():
-    s = make_synthetic_task(5, n_train=192, n_val=64, n_test=64)
-    as_split = lambda k: (torch.as_tensor(s[k][0]), torch.as_tensor(s[k][1]), list(CLASS_NAMES))
-    stim = make_stimulus_images(2, 80)
-    responses = SimulatedV1(V1PopulationParams(n_neurons=20), 1).mean_rates(stim).astype(np.float32)
-    tiers = np.array(["train"] * 60 + ["test"] * 20)
-    return {"train": as_split("train"), "val": as_split("val"), "test": as_split("test"), "stimuli": stim,
-            "stimulus_tiers": tiers, "diagnostic_target": neural_similarity(responses),
-            "superclass_of_class": None}, responses
+    return small_training_task(192)
 
 
 # One run of every kind of arm (and a network with a VOneBlock front end), each with its own seed.
@@ -233,13 +224,8 @@ def test_packed_workflow_writes_the_same_files_as_one_job_per_model(tiny_local_r
 def test_kill_9_of_a_packed_job_resumes_every_model_to_the_same_files(tiny_local_run, tmp_path):
     """kill -9 of snakemake and its pack job once the pack's second run has a checkpoint (the
     first run finished); `--unlock`, rerun: all three models equal an uninterrupted pack's."""
-    import os
     import shutil
-    import signal
-    import subprocess
-    import sys
-    import time
-    from conftest import ROOT, snakemake
+    from conftest import kill_9_once_written, snakemake
     config = packed_config(tmp_path, 3, epochs=4)
     target = "results/train/tiny/none/seed0/model.pt"  # pack 0: none 0, none 1, neural_model 0
     pack = ["none/seed0", "none/seed1", "neural_model/seed0"]
@@ -252,15 +238,7 @@ def test_kill_9_of_a_packed_job_resumes_every_model_to_the_same_files(tiny_local
 
     work = runs["killed"]
     second = work / "results/train/tiny/none/seed1/checkpoint.pt"
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
-                             str(work), "--configfile", str(config), "--cores", "1", target], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while not second.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert second.exists() and proc.poll() is None, "the pack ended or never reached its second run"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9_once_written(work, config, [target], second)
     assert (work / "results/train/tiny/none/seed0/checkpoint.pt").exists()  # the finished run's, kept
     assert snakemake(work, "--unlock", config=config, cores=False).returncode == 0
     # the finished run's files are marked incomplete: --rerun-incomplete, as both profiles set it

@@ -10,12 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import small_training_task
 from neurobias import stacked
 from neurobias.checkpoint import CHECKPOINT_NAME
-from neurobias.data import CLASS_NAMES, make_synthetic_task
-from neurobias.data.synthetic import make_stimulus_images
-from neurobias.neural.similarity import neural_similarity
-from neurobias.neural.simulated_v1 import SimulatedV1, V1PopulationParams
 from neurobias.packed import PackedRun, PackFailure, train_runs
 from neurobias.regularisers import build_regulariser
 from neurobias.stacking_rules import stack_key, unsupported_reason
@@ -28,14 +25,7 @@ CORNET = {"architecture": "cornet_z", "width": 8}
 
 @pytest.fixture(scope="module")
 def task():
-    s = make_synthetic_task(5, n_train=128, n_val=64, n_test=64)
-    as_split = lambda k: (torch.as_tensor(s[k][0]), torch.as_tensor(s[k][1]), list(CLASS_NAMES))
-    stim = make_stimulus_images(2, 80)
-    responses = SimulatedV1(V1PopulationParams(n_neurons=20), 1).mean_rates(stim).astype(np.float32)
-    tiers = np.array(["train"] * 60 + ["test"] * 20)
-    return {"train": as_split("train"), "val": as_split("val"), "test": as_split("test"), "stimuli": stim,
-            "stimulus_tiers": tiers, "diagnostic_target": neural_similarity(responses),
-            "superclass_of_class": None}
+    return small_training_task(128)[0]
 
 
 # Every kind of arm the stacked engine trains, with the options that change its step.
@@ -289,11 +279,7 @@ def test_a_stacked_pack_job_killed_with_kill_9_resumes_to_the_same_files_and_the
     import json
     import os
     import shutil
-    import signal
-    import subprocess
-    import sys
-    import time
-    from conftest import ROOT, dry_run_counts, snakemake
+    from conftest import dry_run_counts, kill_9_once_written, snakemake
     config = stacked_config(tmp_path, epochs=4)
     models = [f"results/train/tiny/{arm}/seed{seed}/model.pt" for arm in TINY_ARMS for seed in (0, 1)]
     runs = {}
@@ -309,15 +295,7 @@ def test_a_stacked_pack_job_killed_with_kill_9_resumes_to_the_same_files_and_the
 
     work = runs["killed"]
     third = work / "results/train/tiny/neural_data/seed1/checkpoint.pt"
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
-                             str(work), "--configfile", str(config), "--cores", "1", *models], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while not third.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert third.exists() and proc.poll() is None, "the job ended or never reached its third stack"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9_once_written(work, config, models, third)
     assert (work / "results/train/tiny/none/seed0/checkpoint.pt").exists()  # a written stack's, kept
     assert snakemake(work, "--unlock", config=config, cores=False).returncode == 0
     r = snakemake(work, *models, "--rerun-incomplete", config=config)
