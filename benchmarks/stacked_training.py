@@ -17,7 +17,10 @@ i.e. what a pack job spends per model besides starting up. A cheap warm-up of ea
 and the creation of the first kernels (oneDNN's primitives) are not charged to whichever side goes
 first; the sides then alternate their order from net to net and from repeat to repeat, and the
 fastest of ``--repeats`` per side counts. On a shared machine one repeat is noisy (the 2-core
-reference CPU gave the demo 0.60x, 0.65x and 1.17x in three runs): use ``--repeats 2`` or more.
+reference CPU gave the demo 0.60x, 0.65x and 1.17x in three single-repeat runs of 5 models on 640
+images, while other jobs shared the machine): use ``--repeats 2`` or more. The sequential side
+trains in channels_last layout, as the one-model loop does by default, the stacked side in NCHW
+(vmap's inputs are 5-D), so the ratio includes the layout's effect.
 
 The arm (``--arm``): "similarity" (the default; the demo's regularised arms are what get packed)
 is Li et al. 2019's similarity loss on one middle layer of each net (layer2 of the ResNets, V2 of
@@ -64,6 +67,7 @@ import tempfile
 import threading
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -232,7 +236,7 @@ def warm_up(net: str, arm: str, alpha: float | None, device: torch.device, train
     cuDNN/cuBLAS handles and oneDNN's primitives for the net's layers are created before its sides
     are timed."""
     shared, target = make_task(2 * training.batch_size, 64, image_size)
-    tiny = TrainingConfig(**{**training.__dict__, "epochs": 1})
+    tiny = replace(training, epochs=1)
     for side in SIDES:
         runs = make_runs(net, arm, 2, target, tmp / f"warmup_{side}", alpha)
         with contextlib.redirect_stdout(io.StringIO()):

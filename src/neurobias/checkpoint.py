@@ -108,12 +108,16 @@ class Checkpoint:
                            optimiser=ckpt["optimiser"], history=ckpt["history"], best=ckpt.get("best"),
                            torch_rng=ckpt.get("torch_rng"), cuda_rng=ckpt.get("cuda_rng"))
 
-    def save(self, epoch: int, model, optimiser, regulariser, history: list[dict], best: dict | None) -> None:
-        """The state after ``epoch`` (0-based), atomically."""
+    def save(self, epoch: int, model, optimiser, regulariser, history: list[dict], best: dict | None,
+             path: Path | None = None, extra: dict | None = None) -> None:
+        """The state after ``epoch`` (0-based), atomically, to ``path`` (default: the checkpoint's;
+        a stack writes its runs' next checkpoints beside them first, :mod:`neurobias.stacked`), with
+        ``extra`` entries (which :meth:`load` ignores)."""
         cuda = {"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}
         atomic_save({"epoch": epoch, "spec_hash": self.spec_hash, "model": model.state_dict(), "best": best,
                      "optimiser": optimiser.state_dict(), "regulariser": _state(regulariser),
-                     "torch_rng": torch.get_rng_state(), **cuda, "history": history}, self.path)
+                     "torch_rng": torch.get_rng_state(), **cuda, "history": history, **(extra or {})},
+                    self.path if path is None else Path(path))
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

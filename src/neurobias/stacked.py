@@ -4,7 +4,8 @@ The sequential engine (:mod:`neurobias.packed`) trains a pack's runs one after a
 a width-8 ResNet or a CORnet-Z then leaves the device nearly idle, every step being a few hundred
 kernel launches of tiny tensors. This engine stacks the N networks' parameters
 (``torch.func.stack_module_state``) and computes every network's loss and gradients in one call
-(``torch.func.vmap`` over ``grad``): the same number of kernel launches for N models as for one.
+(``torch.func.vmap`` over ``grad``): the network's kernel launches are those of one model, whatever N
+(the per-run draws add a few small copies per step).
 
 What stays per run, exactly as in the run's own job (:func:`neurobias.train.train_arm`): the
 initialisation (its seed), every random draw (data order, augmentation, stimulus batches: each run's
@@ -20,27 +21,33 @@ one-model code unchanged.
 What differs: the numbers in their last bits. vmap turns a convolution over stacked weights into a
 grouped convolution, a different kernel with a different summation order; training amplifies such
 differences, as it does any change of kernel (tests/test_stacked.py measures the size after one
-and after several epochs). A stacked run is reproducible: the same stack on the same machine gives
-the same numbers, and a killed stack resumes bit for bit.
+and after several epochs, in fp32; in bf16 the difference is that of bf16 itself, since
+BatchNorm runs in fp32 here, see :func:`_fp32_batchnorm`). A run's last bits also depend on how many
+runs share its stack. A stacked run is reproducible: the same stack on the same machine gives the
+same numbers, and a killed stack resumes to them (its runs' checkpoints are written in two phases,
+so a kill between two runs' files cannot leave the stack split across epochs). With ``pack:
+auto`` the stacks' sizes follow the device's free memory, so they, and the last bits, can differ
+between devices. The stacked engine trains in NCHW layout (vmap's inputs are 5-D; channels_last
+is a 4-D layout), whatever ``training.channels_last`` says.
 
-What it does not train (:func:`neurobias.stacking_rules.unsupported_reason`, checked with the config): arms whose step is not
-one function of stacked tensors, i.e. an MTL head (Safarani: a readout per run, a separate neural
-batch schedule), the oracle's two stages (a frozen core), layers that draw random numbers inside the
-network (a VOneBlock's noise, dropout: vmap cannot give each run the draws of its own job), and the
-plateau schedule (each run's rate would follow its own validation history). Those packs use the
-sequential engine.
+What it does not train (:func:`neurobias.stacking_rules.unsupported_reason`, checked with the
+config): arms whose step is not one function of stacked tensors, i.e. an MTL head (Safarani: a
+readout per run, a separate neural batch schedule), the oracle's two stages (a frozen core),
+layers that draw random numbers inside the network (a VOneBlock's noise, dropout: vmap cannot give
+each run the draws of its own job), and the plateau schedule (each run's rate would follow its own
+validation history). Those packs use the sequential engine.
 
 Memory: a stack holds N networks' activations at once. Before training, :func:`memory_plan` finds
-one run's share: on a GPU measured by CUDA's allocator (the peak of a stacked step of two copies of
-the run minus that of one), on a CPU counted (the tensors the backward pass keeps, parameters,
-gradients, momentum) and scaled by a measured factor. N shares and the shared data are compared
-with the device's free memory: a stack that does not fit stops before training, naming how many
-runs would. With ``pack: auto`` the job splits its runs into stacks of that size instead.
+one run's share: on a GPU measured by CUDA's allocator (after a warm-up step, the peak of a stacked
+step of two copies of the run minus that of one, never below the count), on a CPU counted (the
+tensors the backward pass keeps, parameters, gradients, momentum) and scaled by a measured factor.
+N shares and the shared data are compared with the device's free memory: a stack that does not fit
+stops before training, naming how many runs would. With ``pack: auto`` the job splits its runs into stacks of that size instead.
 
 On CPUs stacking does not pay (``benchmarks/stacked_training.py`` on the 2-core reference machine:
 0.54x for the demo net, 0.90x for CORnet-Z, 0.47x for ResNet-18; oneDNN's grouped convolutions are
-no faster than the separate ones), so the default engine is
-the sequential one; the stacked engine is for GPUs.
+no faster than the separate ones), so the default engine is the sequential one; the stacked
+engine is for GPUs.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,14 +68,25 @@ from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint, run_hash
 from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
 from .regularisers import regularised_layers
 from .stacking_rules import stack_key, unsupported_reason
+from .train import (PENALTY_TERMS, EpochScores, EpochSums, NonFiniteLossError, RunData, StepLosses,
+                    apply_augmentation, augment, batchnorm_layers, build_model, build_run_regulariser,
+                    draw_augmentation, epoch_generator, learning_rate_and_stop, make_optimiser, optimiser_groups,
+                    regularised_loss, resolve_precision, resume_or_start, run_spec, stimuli_as_inputs, write_results)
 
 # Share of the device's free memory a stack may plan to use; the rest is headroom for the
 # allocator's fragmentation and what the plan does not see.
 MEMORY_HEADROOM = 0.8
+# A run's checkpoint of the next epoch, written beside checkpoint.pt until every run of the stack
+# has one (the first phase of a stack's save); then each replaces its checkpoint.pt.
+NEXT_CHECKPOINT_NAME = "checkpoint.next.pt"
 
 
 class PackMemoryError(RuntimeError):
     """A stack does not fit in the device's free memory; raised before training."""
+
+
+class _Stopped(Exception):
+    """``stop_after_epoch`` reached (tests: a job killed after that epoch's checkpoints)."""
 
 
 class _StepModule(nn.Module):
@@ -76,13 +95,11 @@ class _StepModule(nn.Module):
 
     def __init__(self, net: nn.Module, regulariser: nn.Module | None, stimuli: torch.Tensor, device, precision: str):
         super().__init__()
-        from .train import batchnorm_layers
         self.net, self.reg = net, regulariser
         self.bns = batchnorm_layers(net)
         self.stimuli, self.device, self.precision = stimuli, device, precision  # shared, not stacked
 
     def forward(self, x, y, stimulus_rows):
-        from .train import regularised_loss
         loss, ce, penalty, logits = regularised_loss(self.net, self.reg, self.bns, x, y, stimulus_rows, self.stimuli,
                                                      self.device, self.precision)
         return loss, (ce, penalty, logits)
@@ -90,33 +107,33 @@ class _StepModule(nn.Module):
 
 def _fp32_batchnorm(module: nn.Module) -> None:
     """BatchNorm in fp32 inside the stacked step: under autocast, vmap's batching rule for
-    batch_norm fails on a bf16 input with fp32 statistics (torch 2.14), so the input is cast up.
-    The statistics are fp32 either way; the output goes back to the next layer's autocast dtype."""
+    batch_norm fails on a bf16 input with fp32 statistics (torch 2.14), so the input is cast up
+    and the output back to the input's dtype (the one-model loop's BatchNorm output dtype)."""
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             original = m.forward
-            m.forward = lambda x, _f=original: _f(x.float())
+            m.forward = lambda x, _f=original: _f(x.float()).to(x.dtype)
 
 
-def _stateless(module: nn.Module) -> nn.Module:
+def _stateless(module: nn.Module | None) -> nn.Module | None:
     """A structural copy of ``module`` on the meta device: functional_call fills in the tensors."""
-    return copy.deepcopy(module).to("meta")
+    return None if module is None else copy.deepcopy(module).to("meta")
 
 
 @dataclass
 class _Run:
     """One run of a stack: its own network (views into the stacked tensors once stacked),
-    regulariser, data, generator seed, history and checkpoint."""
+    regulariser, data, history and checkpoint."""
     index: int
     run: object  # neurobias.packed.PackedRun
-    data: object  # neurobias.train.RunData
+    data: RunData | None
     model: nn.Module
     regulariser: nn.Module | None
-    checkpoint: Checkpoint
+    checkpoint: Checkpoint | None
     history: list
-    best: BestEpoch
+    best: BestEpoch | None
     optimiser_state: dict  # parameter name -> momentum buffer, from a resumed checkpoint
-    scores: object = None  # neurobias.train.EpochScores
+    scores: EpochScores | None = None
     failed: Exception | None = None
 
 
@@ -127,14 +144,14 @@ class Stack:
     def __init__(self, runs: list[_Run], stimuli: torch.Tensor, device, precision: str):
         self.runs = runs
         first = runs[0]
-        self.step_module = _StepModule(_stateless(first.model), _stateless(first.regulariser)
-                                       if first.regulariser is not None else None, stimuli, device, precision)
+        self.step_module = _StepModule(_stateless(first.model), _stateless(first.regulariser), stimuli, device,
+                                       precision)
         _fp32_batchnorm(self.step_module)
         step_modules = [_StepModule(r.model, r.regulariser, stimuli, device, precision) for r in runs]
-        names = [dict(m.named_parameters()) for m in step_modules]
-        self.params = {k: torch.stack([n[k].detach() for n in names]) for k in names[0]}
-        bufs = [dict(m.named_buffers()) for m in step_modules]
-        self.buffers = {k: torch.stack([b[k] for b in bufs]) for k in bufs[0]}
+        param_dicts = [dict(m.named_parameters()) for m in step_modules]
+        self.params = {k: torch.stack([d[k].detach() for d in param_dicts]) for k in param_dicts[0]}
+        buffer_dicts = [dict(m.named_buffers()) for m in step_modules]
+        self.buffers = {k: torch.stack([d[k] for d in buffer_dicts]) for k in buffer_dicts[0]}
         for i, module in enumerate(step_modules):  # each run's modules now read and write the stack
             for name in self.params:
                 _set_tensor(module, name, nn.Parameter(self.params[name][i], requires_grad=True))
@@ -167,7 +184,6 @@ def _set_tensor(module: nn.Module, dotted: str, tensor: torch.Tensor) -> None:
 def stacked_optimiser(stack: Stack, regulariser, training) -> torch.optim.SGD:
     """One SGD over the stacked tensors, grouped as :func:`neurobias.train.make_optimiser` groups one
     run's parameters (same weight decay per group), so each run's slice follows its own SGD."""
-    from .train import optimiser_groups
     net = [p for name, p in stack.params.items() if name.startswith("net.")]
     reg = [p for name, p in stack.params.items() if name.startswith("reg.")]
     return torch.optim.SGD(optimiser_groups(net, reg, regulariser, training), lr=training.lr,
@@ -176,7 +192,6 @@ def stacked_optimiser(stack: Stack, regulariser, training) -> torch.optim.SGD:
 
 def run_optimiser(run: _Run, stack: Stack, optimiser: torch.optim.SGD, k: int, training, lr: float):
     """Run ``k``'s own SGD (its parameters, its slice of the momentum), for its checkpoint."""
-    from .train import make_optimiser
     own = make_optimiser(run.model, run.regulariser, training)
     for group in own.param_groups:
         group["lr"] = lr
@@ -197,9 +212,10 @@ def _own_parameters(run: _Run) -> dict:
 
 # -- memory --------------------------------------------------------------------------------------------
 def available_memory(device: torch.device) -> int | None:
-    """Free bytes on the device: CUDA's free memory, or the host's MemAvailable on a CPU (None if
-    unknown)."""
+    """Free bytes on the device: CUDA's free memory (after handing back what its caching allocator
+    holds unused), or the host's MemAvailable on a CPU (None if unknown)."""
     if device.type == "cuda":
+        torch.cuda.empty_cache()
         return int(torch.cuda.mem_get_info(device)[0])
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -225,13 +241,40 @@ class MemoryPlan:
 
     def describe(self, n: int) -> str:
         gib = 2 ** 30
+        free = ("the device does not report its free memory" if self.available_bytes is None else
+                f"{MEMORY_HEADROOM:.0%} of the {self.available_bytes / gib:.2f} GiB free is planned")
         return (f"{n} runs need about {(self.shared_bytes + n * self.per_run_bytes) / gib:.2f} GiB "
                 f"({self.per_run_bytes / 2 ** 20:.1f} MiB per run, {self.how}, + {self.shared_bytes / 2 ** 20:.1f} MiB "
-                f"shared data); {MEMORY_HEADROOM:.0%} of the {self.available_bytes / gib:.2f} GiB free is planned")
+                f"shared data); {free}")
 
 
 def _tensor_bytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@dataclass
+class ProbeStep:
+    """One step's inputs of one run (drawn from a throwaway generator), for :func:`memory_plan`:
+    ``x``, ``y`` and ``stimulus_rows`` on the device; ``stimuli`` the stimulus inputs on the
+    device; ``shared_bytes`` what a stack holds once (training images and stimuli)."""
+    x: torch.Tensor
+    y: torch.Tensor
+    stimulus_rows: torch.Tensor
+    stimuli: torch.Tensor
+    shared_bytes: int
+
+    @classmethod
+    def of(cls, r: _Run, training, device) -> "ProbeStep":
+        g = torch.Generator().manual_seed(0)
+        n = min(training.batch_size, len(r.data.train_x))
+        x = augment(r.data.train_x[:n].float() / 255.0, training, g).to(device)
+        reg = r.regulariser
+        batches = max(reg.stimulus_batches(0, s) for s in range(2)) if reg is not None else 0
+        rows = (torch.stack([reg.stimulus_batch(g).cpu() for _ in range(batches)]) if batches
+                else torch.zeros(0, 0, dtype=torch.long))
+        stimuli = stimuli_as_inputs(r.data.stimuli, r.data.channels, r.data.size)
+        return cls(x, r.data.train_y[:n].to(device), rows.to(device), stimuli.to(device),
+                   _tensor_bytes([r.data.train_x, stimuli]))
 
 
 # On a CPU no allocator reports a peak, so the plan counts tensors (:func:`_counted_per_run`) and
@@ -242,11 +285,11 @@ def _tensor_bytes(tensors) -> int:
 CPU_ALLOCATION_FACTOR = 3.5
 
 
-def _counted_per_run(run: _Run, x, y, stimulus_rows, stimuli, device, precision: str) -> int:
+def _counted_per_run(run: _Run, probe: ProbeStep, device, precision: str) -> int:
     """One run's tensors in a step, counted on one step of a copy of the run alone: what autograd
     keeps for the backward pass (``saved_tensors_hooks``, each storage once), four copies of the
     parameters (weights, gradients, momentum, the update's temporary), the buffers and the batch."""
-    module = _StepModule(copy.deepcopy(run.model), copy.deepcopy(run.regulariser), stimuli, device, precision)
+    module = _StepModule(copy.deepcopy(run.model), copy.deepcopy(run.regulariser), probe.stimuli, device, precision)
     seen: dict[int, int] = {}
 
     def keep(t: torch.Tensor):
@@ -255,44 +298,47 @@ def _counted_per_run(run: _Run, x, y, stimulus_rows, stimuli, device, precision:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
-        loss, _ = module(x, y, stimulus_rows)
+        loss, _ = module(probe.x, probe.y, probe.stimulus_rows)
     loss.backward()
     return (sum(seen.values()) + 4 * _tensor_bytes(module.parameters()) + _tensor_bytes(module.buffers())
-            + _tensor_bytes([x, y, stimulus_rows]))
+            + _tensor_bytes([probe.x, probe.y, probe.stimulus_rows]))
 
 
-def _measured_per_run_cuda(run: _Run, x, y, stimulus_rows, stimuli, device, precision: str) -> int:
-    """What a second run adds to the peak of a stacked step (and its SGD update), measured by
-    CUDA's allocator on stacks of one and two copies of the run."""
+def _measured_per_run_cuda(run: _Run, probe: ProbeStep, training, device, precision: str) -> int:
+    """What a second run adds to the peak of a stacked step and its SGD update (the run's own
+    optimiser settings, at rate 0), measured by CUDA's allocator on stacks of one and two copies of
+    the run, after an unmeasured warm-up step (which leaves the allocator's and the libraries'
+    one-time workspaces behind, so that neither measurement counts them)."""
     peaks = []
-    for n in (1, 2):
+    for n in (1, 1, 2):  # the first is the warm-up
         copies = [_Run(i, None, None, copy.deepcopy(run.model), copy.deepcopy(run.regulariser), None, [], None, {})
                   for i in range(n)]
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-        stack = Stack(copies, stimuli, device, precision)
-        optimiser = torch.optim.SGD(list(stack.params.values()), lr=0.0, momentum=0.9)
-        stack.step(*(torch.stack([t] * n) for t in (x, y, stimulus_rows)))
+        stack = Stack(copies, probe.stimuli, device, precision)
+        optimiser = stacked_optimiser(stack, copies[0].regulariser, training)
+        for group in optimiser.param_groups:
+            group["lr"] = 0.0
+        stack.step(*(torch.stack([t] * n) for t in (probe.x, probe.y, probe.stimulus_rows)))
         optimiser.step()
         torch.cuda.synchronize(device)
         peaks.append(torch.cuda.max_memory_allocated(device) - before)
         del stack, optimiser, copies
-    return max(1, peaks[1] - peaks[0])
+    return peaks[2] - peaks[1]
 
 
-def memory_plan(run: _Run, x: torch.Tensor, y: torch.Tensor, stimulus_rows: torch.Tensor, stimuli: torch.Tensor,
-                train_x: torch.Tensor, device, precision: str) -> MemoryPlan:
-    """One run's share of a stack, from one step of run ``run``'s inputs (``x``, ``y``,
-    ``stimulus_rows``; the networks are copied, nothing of the run changes): measured by the
-    allocator on a GPU, counted and scaled (:data:`CPU_ALLOCATION_FACTOR`) elsewhere."""
+def memory_plan(run: _Run, probe: ProbeStep, training, device, precision: str) -> MemoryPlan:
+    """One run's share of a stack, from one step of ``probe`` (the networks are copied, nothing of
+    the run changes): measured by the allocator on a GPU (never below the count), counted and
+    scaled (:data:`CPU_ALLOCATION_FACTOR`) elsewhere."""
     device = torch.device(device)
+    counted = _counted_per_run(run, probe, device, precision)
     if device.type == "cuda":
-        per_run, how = _measured_per_run_cuda(run, x, y, stimulus_rows, stimuli, device, precision), "measured"
+        per_run, how = max(counted, _measured_per_run_cuda(run, probe, training, device, precision)), "measured"
     else:
-        counted = _counted_per_run(run, x, y, stimulus_rows, stimuli, device, precision)
         per_run, how = int(CPU_ALLOCATION_FACTOR * counted), "estimated"
-    return MemoryPlan(per_run, _tensor_bytes([train_x, stimuli]), available_memory(device), how)
+    return MemoryPlan(per_run, probe.shared_bytes, available_memory(device), how)
 
 
 def check_fits(plan: MemoryPlan, n: int, device) -> None:
@@ -303,37 +349,96 @@ def check_fits(plan: MemoryPlan, n: int, device) -> None:
         raise PackMemoryError(f"pack_engine stacked on {device}: {plan.describe(n)}; {advice}")
 
 
+def split_evenly(members: list, n_stacks: int) -> list[list]:
+    """``members`` in ``n_stacks`` consecutive stacks whose sizes differ by at most one."""
+    size, extra = divmod(len(members), n_stacks)
+    bounds = [0]
+    for i in range(n_stacks):
+        bounds.append(bounds[-1] + size + (i < extra))
+    return [members[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+# -- checkpoints of a stack ----------------------------------------------------------------------------
+def _save_checkpoints(live: list[tuple[int, _Run]], epoch: int, stack: Stack, optimiser, training, lr: float) -> None:
+    """Every live run's checkpoint after ``epoch``, in two phases: first each run's next checkpoint
+    beside its checkpoint.pt (naming the stack's runs), then each replaces its checkpoint.pt. A
+    kill in the first phase leaves every run at the previous epoch, one in the second every run's
+    new state on disk: :func:`recover_interrupted_save` finishes or discards it."""
+    members = [str(r.run.out_dir) for _, r in live]
+    for k, r in live:
+        r.checkpoint.save(epoch, r.model, run_optimiser(r, stack, optimiser, k, training, lr), r.regulariser,
+                          r.history, r.best.state, path=Path(r.run.out_dir) / NEXT_CHECKPOINT_NAME,
+                          extra={"stack": members})
+    for _, r in live:
+        os.replace(Path(r.run.out_dir) / NEXT_CHECKPOINT_NAME, Path(r.run.out_dir) / CHECKPOINT_NAME)
+
+
+def _saved_epoch(path: Path) -> int | None:
+    return torch.load(path, map_location="cpu", weights_only=True)["epoch"] if path.exists() else None
+
+
+def recover_interrupted_save(out_dirs) -> None:
+    """Finish or discard a stack's save that a kill interrupted (:func:`_save_checkpoints`): when
+    every run of the stack that a next checkpoint names has that epoch on disk (as its next
+    checkpoint or already as its checkpoint.pt), the second phase had begun and is finished;
+    otherwise the first phase had not ended and the next checkpoints are removed. Either way every
+    run of the stack resumes at the same epoch, in a stack of the same runs."""
+    for out_dir in map(Path, out_dirs):
+        first = out_dir / NEXT_CHECKPOINT_NAME
+        if not first.exists():
+            continue
+        saved = torch.load(first, map_location="cpu", weights_only=True)
+        members, epoch = [Path(m) for m in saved["stack"]], saved["epoch"]
+        complete = all(epoch in (_saved_epoch(m / NEXT_CHECKPOINT_NAME), _saved_epoch(m / CHECKPOINT_NAME))
+                       for m in members)
+        for m in members:
+            if (m / NEXT_CHECKPOINT_NAME).exists():
+                if complete:
+                    os.replace(m / NEXT_CHECKPOINT_NAME, m / CHECKPOINT_NAME)
+                else:
+                    (m / NEXT_CHECKPOINT_NAME).unlink()
+        print(f"stacked engine: a save interrupted after epoch {epoch + 1} was "
+              f"{'finished' if complete else 'discarded'} for {len(members)} runs", flush=True)
+
+
 # -- the stacked loop ----------------------------------------------------------------------------------
 def train_stacked(runs, *, training, device, progress: bool, fit: str = "error", on_finished=None,
                   stop_after_epoch: int | None = None, **shared) -> list[tuple[Path, Exception]]:
     """Train ``runs`` (:class:`neurobias.packed.PackedRun`) as stacks: runs with the same
-    :func:`stack_key` and the same epoch to resume from train side by side. ``fit``: "error" stops
-    before training when a stack does not fit in the device's memory, "split" trains it as several
-    stacks that do (``pack: auto``). Returns the runs that failed (a diverging loss), after training
-    every other run; ``on_finished(index, started)`` runs after each run's files are written."""
+    :func:`~neurobias.stacking_rules.stack_key` and the same epoch to resume from train side by
+    side. ``fit``: "error" stops before training when a stack does not fit in the device's memory,
+    "split" trains it as several stacks that do (``pack: auto``). Returns the runs that failed (a
+    diverging loss), after training every other run; ``on_finished(index, started)`` runs after
+    each run's files are written. ``stop_after_epoch`` (tests) ends the whole call once the first
+    stack has saved that epoch, as a kill would, without writing any run's files."""
     for run in runs:
         reason = unsupported_reason(run.arm, run.model_cfg, {"lr_schedule": training.lr_schedule})
         if reason:
             raise ValueError(f"pack_engine stacked cannot train {run.out_dir}: {reason}; use pack_engine: sequential")
     device = torch.device(device)
+    recover_interrupted_save([run.out_dir for run in runs])
     prepared = [_prepare(k, run, training, device, shared) for k, run in enumerate(runs)]
+    finished = [r for r in prepared if len(r.history) >= training.epochs]  # a killed job's written runs
     groups: dict[tuple, list[_Run]] = {}
     for r in prepared:
-        start = len(r.history)
-        groups.setdefault((stack_key(r.run.arm), start), []).append(r)
+        if r not in finished:
+            groups.setdefault((stack_key(r.run.arm, r.run.model_cfg, r.run.context), len(r.history)), []).append(r)
     # every stack is planned (and a stack too large refused) before the first one trains
     stacks = [chunk for members in groups.values() for chunk in _chunks(members, training, device, fit)]
+    for r in finished:
+        _write_run(r, on_finished, started=time.time())
     failed = []
-    for members in stacks:
-        failed += _train_stack(members, training, device, progress, on_finished, stop_after_epoch)
+    try:
+        for members in stacks:
+            failed += _train_stack(members, training, device, progress, on_finished, stop_after_epoch)
+    except _Stopped:
+        return []
     return failed
 
 
 def _prepare(k: int, run, training, device, shared) -> _Run:
     """Run ``k``'s data, network, regulariser and resumed state, as :func:`~neurobias.train.train_arm`
     builds them."""
-    from .train import (RunData, build_model, build_run_regulariser, resolve_precision, resume_or_start,
-                        run_spec, stimuli_as_inputs)
     out_dir = Path(run.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = RunData.prepare(train=shared["train"], val=shared["val"], test=shared.get("test"),
@@ -347,14 +452,15 @@ def _prepare(k: int, run, training, device, shared) -> _Run:
     precision = resolve_precision(training.precision, device)
     spec = run_spec(data, run.arm, run.model_cfg, training, run.seed, precision, run.context, engine="stacked")
     checkpoint = Checkpoint(out_dir / CHECKPOINT_NAME, run_hash(spec), device)
+    # NCHW: the stack's tensors gain a leading run dimension, and channels_last is a 4-D layout
     model = build_model(data, run.model_cfg, run.seed, device, torch.contiguous_format)
-    stim = stimuli_as_inputs(data.stimuli, data.channels, data.size)
     random_layers = [name for name, m in model.named_modules()
                      if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
-    if random_layers:
+    if random_layers:  # a network brought by the user; the config's architectures are checked by name
         raise ValueError(f"pack_engine stacked cannot train {out_dir}: the network's {random_layers} draw random "
                          "numbers (dropout), which vmap cannot draw per run as its own job does; "
                          "use pack_engine: sequential")
+    stim = stimuli_as_inputs(data.stimuli, data.channels, data.size)
     regulariser = build_run_regulariser(run.arm, data, model, stim, run.context, run.seed, device)
     history, _, best, optimiser = resume_or_start(checkpoint, model, regulariser, None, training)
     prepared = _Run(k, run, data, model, regulariser, checkpoint, history, best, {})
@@ -366,38 +472,25 @@ def _prepare(k: int, run, training, device, shared) -> _Run:
 
 def _chunks(members: list[_Run], training, device, fit: str) -> list[list[_Run]]:
     """The members as stacks that fit the device (``fit`` "split"), or as one stack that must."""
-    from .train import resolve_precision
-    plan = memory_plan(*_probe_inputs(members[0], training, device), resolve_precision(training.precision, device))
+    precision = resolve_precision(training.precision, device)
+    plan = memory_plan(members[0], ProbeStep.of(members[0], training, device), training, device, precision)
     fitting = plan.fitting()
-    print(f"stacked engine: {plan.describe(len(members))}" if plan.available_bytes is not None
-          else "stacked engine: the device does not report its free memory", flush=True)
-    if fit == "split" and fitting is not None:
-        if fitting == 0:
-            check_fits(plan, len(members), device)
-        n_stacks = math.ceil(len(members) / fitting)
-        size = math.ceil(len(members) / n_stacks)  # even stacks
-        return [members[i:i + size] for i in range(0, len(members), size)]
+    print(f"stacked engine: {plan.describe(len(members))}", flush=True)
+    if fit == "split" and fitting:
+        return split_evenly(members, math.ceil(len(members) / fitting))
     check_fits(plan, len(members), device)
     return [members]
 
 
-def _probe_inputs(r: _Run, training, device):
-    """One step's inputs of run ``r`` (drawn from a throwaway generator) for :func:`memory_plan`."""
-    from .train import augment, stimuli_as_inputs
-    g = torch.Generator().manual_seed(0)
-    n = min(training.batch_size, len(r.data.train_x))
-    x = augment(r.data.train_x[:n].float() / 255.0, training, g).to(device)
-    y = r.data.train_y[:n].to(device)
-    reg = r.regulariser
-    batches = max((reg.stimulus_batches(0, s) for s in range(2)), default=0) if reg is not None else 0
-    rows = (torch.stack([reg.stimulus_batch(g) for _ in range(batches)]) if batches
-            else torch.zeros(0, 0, dtype=torch.long)).to(device)
-    stimuli = stimuli_as_inputs(r.data.stimuli, r.data.channels, r.data.size).to(device)
-    return r, x, y, rows, stimuli, r.data.train_x.to(device), device
+def _write_run(r: _Run, on_finished, started: float) -> None:
+    """Run ``r``'s model.pt and history.csv (its best epoch's weights where the schedule keeps them)."""
+    frame = r.best.restore(r.model, r.regulariser, r.history)
+    write_results(Path(r.run.out_dir), r.model, r.run.model_cfg, r.data, r.regulariser, frame)
+    if on_finished is not None:
+        on_finished(r.index, started)
 
 
 def _train_stack(members: list[_Run], training, device, progress: bool, on_finished, stop_after_epoch):
-    from .train import EpochScores, learning_rate_and_stop, resolve_precision, stimuli_as_inputs, write_results
     started = time.time()
     precision = resolve_precision(training.precision, device)
     first = members[0]
@@ -410,6 +503,7 @@ def _train_stack(members: list[_Run], training, device, progress: bool, on_finis
         if all(name in r.optimiser_state for r in members):
             optimiser.state[p]["momentum_buffer"] = torch.stack([r.optimiser_state[name] for r in members]).to(p)
     for r in members:
+        r.optimiser_state = {}  # now in the stacked optimiser
         taps = regularised_layers(r.run.arm) or tuple(r.run.model_cfg.get("diagnostic_layers")
                                                       or DEFAULT_DIAGNOSTIC_TAPS[r.run.model_cfg["architecture"]])
         r.scores = EpochScores(r.model, r.regulariser, r.data, stimuli, taps, training, device)
@@ -419,49 +513,40 @@ def _train_stack(members: list[_Run], training, device, progress: bool, on_finis
         for group in optimiser.param_groups:
             group["lr"] = lr
         losses, sums = run_epoch(epoch, optimiser)
-        for k, r in enumerate(members):
-            if r.failed is None:
-                _score_and_save(k, r, epoch, lr, losses[k], sums[k], stack, optimiser, training, progress)
+        live = [(k, r) for k, r in enumerate(members)
+                if r.failed is None and _score(r, epoch, lr, losses[k], sums[k], training, progress)]
+        _save_checkpoints(live, epoch, stack, optimiser, training, lr)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
-            return []
+            raise _Stopped
+        if not live:
+            break  # every run of the stack has failed
     share = (time.time() - started) / len(members)  # each run's provenance gets its share of the stack's time
-    failed = []
     for r in members:
-        if r.failed is not None:
-            failed.append((Path(r.run.out_dir), r.failed))
-            continue
-        frame = r.best.restore(r.model, r.regulariser, r.history)
-        write_results(Path(r.run.out_dir), r.model, r.run.model_cfg, r.data, r.regulariser, frame)
-        if on_finished is not None:
-            on_finished(r.index, time.time() - share)
-    return failed
+        if r.failed is None:
+            _write_run(r, on_finished, started=time.time() - share)
+    return [(Path(r.run.out_dir), r.failed) for r in members if r.failed is not None]
 
 
 class StackedEpoch:
     """One epoch's steps of a stack, as :class:`neurobias.train.EpochStep` takes them for one run:
     every run draws its batch order, augmentation and stimulus batches from its own epoch generator
     in that loop's order; the draws are then applied to all runs at once (one gather, one
-    augmentation call, one stacked step), so a step's work on the device does not grow in calls
-    with the number of runs."""
+    augmentation call, one stacked step)."""
 
     def __init__(self, stack: Stack, members: list[_Run], training, device):
-        from .train import PENALTY_TERMS
         self.stack, self.members, self.training, self.device = stack, members, training, device
         self.train_x = members[0].data.train_x.to(device)  # the same images for every run
         self.train_y = torch.stack([r.data.train_y for r in members]).to(device)  # each run's labels
         self.steps = len(self.train_x) // training.batch_size  # drop the ragged last batch, as EpochStep
         self.term = PENALTY_TERMS.get(members[0].run.arm.get("regulariser"), "regulariser term")
 
-    def __call__(self, epoch: int, optimiser) -> tuple[list, torch.Tensor]:
+    def __call__(self, epoch: int, optimiser) -> tuple[list[StepLosses], torch.Tensor]:
         """Per run its :class:`~neurobias.train.StepLosses` (checked by the caller) and its
         epoch sums [loss, ce, penalty, correct, active steps]."""
-        from .train import StepLosses, apply_augmentation, draw_augmentation, epoch_generator
         training, device, n, bs = self.training, self.device, len(self.members), self.training.batch_size
         regulariser = self.members[0].regulariser
         generators = [epoch_generator(r.run.seed, epoch) for r in self.members]
         orders = torch.stack([torch.randperm(len(self.train_x), generator=g) for g in generators]).to(device)
-        for r in self.members:
-            r.model.train()
         self.stack.step_module.train()  # BatchNorm normalises with each batch's statistics and updates its own
         values = torch.zeros(n, self.steps, 3, device=device)  # per run and step: ce, penalty, total
         sums = torch.zeros(n, 5, device=device)
@@ -473,9 +558,9 @@ class StackedEpoch:
                                    {key: torch.cat([d[key] for d in draws]) for key in draws[0]})
             batches = regulariser.stimulus_batches(epoch, step) if regulariser is not None else 0
             rows = torch.stack([torch.stack([r.regulariser.stimulus_batch(g) for _ in range(batches)])
-                                if batches else torch.zeros(0, 0, dtype=torch.long)
+                                if batches else torch.zeros(0, 0, dtype=torch.long, device=device)
                                 for r, g in zip(self.members, generators)]).to(device)
-            loss, ce, penalty, logits = self.stack.step(x.view(n, bs, *x.shape[1:]), y, rows)
+            loss, ce, penalty, logits = self.stack.step(x.reshape(n, bs, *x.shape[1:]), y, rows)
             optimiser.step()
             values[:, step] = torch.stack([ce, penalty, loss], 1).detach()
             correct = (logits.detach().argmax(-1) == y).sum(1).float()
@@ -484,11 +569,9 @@ class StackedEpoch:
         return [StepLosses(self.steps, device, self.term, eager=False, values=values[k]) for k in range(n)], sums
 
 
-def _score_and_save(k: int, r: _Run, epoch: int, lr: float, losses, sums: torch.Tensor, stack: Stack, optimiser,
-                    training, progress: bool) -> None:
-    """Run ``k``'s history row, best epoch and checkpoint after ``epoch``, as its own job writes
-    them; a run whose loss was not finite is marked failed instead (the others go on)."""
-    from .train import EpochSums, NonFiniteLossError
+def _score(r: _Run, epoch: int, lr: float, losses: StepLosses, sums: torch.Tensor, training, progress: bool) -> bool:
+    """Run ``r``'s history row and best epoch after ``epoch``, as its own job makes them; False (and
+    the run marked failed, the others going on) when one of its losses was not finite."""
     try:
         losses.check(epoch)
         loss, ce, penalty, correct, n_active = sums.tolist()
@@ -498,10 +581,9 @@ def _score_and_save(k: int, r: _Run, epoch: int, lr: float, losses, sums: torch.
     except NonFiniteLossError as error:
         print(f"stacked engine: {r.run.out_dir} failed: {error}", flush=True)
         r.failed = error
-        return
+        return False
     r.history.append(row)
     if progress:
         print(f"{r.run.out_dir}: " + json.dumps(row), flush=True)
     r.best.update(epoch + 1, row["val_accuracy"], r.model, r.regulariser)
-    r.checkpoint.save(epoch, r.model, run_optimiser(r, stack, optimiser, k, training, lr), r.regulariser,
-                      r.history, r.best.state)
+    return True

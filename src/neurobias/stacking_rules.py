@@ -22,7 +22,8 @@ def unsupported_reason(arm_cfg: dict, model_cfg: dict, training_cfg: dict) -> st
                 "(an MTL head and the oracle's two stages change the loop itself)")
     # vone_enabled, not truthiness: `vone: {}` is the front end with every default
     if vone_enabled(model_cfg.get("vone")):
-        return "model.vone: a VOneBlock draws noise inside the network, which vmap cannot draw per run as its own job does"
+        return ("model.vone: a VOneBlock draws noise inside the network, which vmap cannot draw per run "
+                "as its own job does")
     if str(model_cfg.get("architecture", "")).startswith("vgg"):
         return (f"model.architecture {model_cfg['architecture']!r}: the VGG classifier's dropout draws random numbers "
                 "inside the network, which vmap cannot draw per run as its own job does")
@@ -33,7 +34,10 @@ def unsupported_reason(arm_cfg: dict, model_cfg: dict, training_cfg: dict) -> st
     return None
 
 
-def stack_key(arm_cfg: dict) -> str:
-    """Runs stack together when their arms differ at most in the target and the label noise
-    (data, not the computation): every step then has the same shape for all of them."""
-    return repr(sorted((k, v) for k, v in arm_cfg.items() if k not in ("target", "label_noise")))
+def stack_key(arm_cfg: dict, model_cfg: dict | None = None, context: dict | None = None) -> str:
+    """Runs stack together when they train the same network (``model_cfg``) with the same step:
+    their arms differ at most in the target and the label noise (data, not the computation) and
+    their regulariser settings from the study (``context``, e.g. Federer's RSM metric) agree."""
+    arm = sorted((k, v) for k, v in arm_cfg.items() if k not in ("target", "label_noise"))
+    settings = sorted((k, v) for k, v in (context or {}).items() if k not in ("responses", "seed"))
+    return repr((arm, sorted((model_cfg or {}).items()), settings))
