@@ -44,6 +44,14 @@ def kill_9_once_written(workdir, config, targets, path, timeout=300) -> None:
     proc.wait()
 
 
+def run_benchmark(script: str, *args, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``benchmarks/<script>`` with ``args`` in a fresh interpreter; asserts that it succeeded."""
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *map(str, args)],
+                         capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    return run
+
+
 def snakemake(workdir, *args, config=TINY, timeout=900, cores=True):
     """Run the workflow through the snakemake CLI from the repository root."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),

@@ -3,24 +3,18 @@ produce the table it promises."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, TINY, run_benchmark
 
 
 def test_tin_tc_timing_times_every_condition_and_the_whole_evaluation(tmp_path):
     out = tmp_path / "tin_tc.csv"
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "tin_tc_timing.py"), "--device", "cpu", "--images", "24",
-         "--batch-size", "16", "--corruptions", "contrast", "fog", "--severities", "2", "5", "--threads", "1",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = run_benchmark("tin_tc_timing.py", "--device", "cpu", "--images", "24", "--batch-size", "16",
+                        "--corruptions", "contrast", "fog", "--severities", "2", "5", "--threads", "1", "--out", out)
     df = pd.read_csv(out)
     generate = df[df.phase == "generate"]
     assert sorted(zip(generate.corruption, generate.severity.astype(int))) == [
@@ -34,11 +28,8 @@ def test_tin_tc_timing_times_every_condition_and_the_whole_evaluation(tmp_path):
 
 def test_corruption_speed_times_ours_the_torch_form_and_the_reference_side_by_side(tmp_path):
     out = tmp_path / "speed.csv"
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "corruption_speed.py"), "--images", "8", "--corruptions",
-         "contrast", "motion_blur", "--severities", "1", "4", "--repeats", "1", "--out", str(out)],
-        capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = run_benchmark("corruption_speed.py", "--images", "8", "--corruptions", "contrast", "motion_blur",
+                        "--severities", "1", "4", "--repeats", "1", "--out", out)
     df = pd.read_csv(out)
     per_condition = df[df.severity != "all"]
     assert sorted(set(zip(per_condition.corruption, per_condition.severity.astype(int)))) == [
@@ -51,7 +42,7 @@ def test_corruption_speed_times_ours_the_torch_form_and_the_reference_side_by_si
 
 
 def test_packing_probe_times_the_same_computation_both_ways():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     from packing_probe import probe
     r = probe(2, "cpu", repeats=1, batch=8, size=16)
     assert r["models"] == 2 and r["sequential"] > 0 and r["stacked"] > 0
@@ -61,12 +52,8 @@ def test_packing_probe_times_the_same_computation_both_ways():
 @pytest.mark.slow
 def test_packed_training_benchmark_times_both_sides_and_compares_their_models(tmp_path):
     out = tmp_path / "packed.csv"
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "packed_training.py"), "--configfile",
-         str(ROOT / "tests" / "configs" / "tiny.yaml"), "--study", "tiny", "--seeds", "1", "--pack", "2",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    run = run_benchmark("packed_training.py", "--configfile", TINY, "--study", "tiny", "--seeds", "1", "--pack", "2",
+                        "--out", out, timeout=900)
     df = pd.read_csv(out).set_index("pack")
     assert sorted(df.index) == [1, 2] and (df.models == 4).all() and (df.seconds > 0).all()
     assert df.identical_to_unpacked.all()  # the packed models are the unpacked ones, byte for byte

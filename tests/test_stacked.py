@@ -67,7 +67,8 @@ def one_step_alone_and_stacked(arm, context, target, n=3):
                       "buffers": {f"net.{k}": b.clone() for k, b in net.named_buffers()}})
     runs = [stacked._Run(i, None, None, net, reg, None, [], None, {}) for i, (net, reg) in enumerate(zip(nets, regs))]
     stack = stacked.Stack(runs, stimuli, torch.device("cpu"), "fp32")
-    loss, ce, penalty, logits = stack.step(x, y, rows if regs[0] is not None else torch.zeros(n, 0, 0, dtype=torch.long))
+    no_rows = torch.zeros(n, 0, 0, dtype=torch.long)
+    loss, ce, penalty, logits = stack.step(x, y, rows if regs[0] is not None else no_rows)
     together = [{"loss": loss[i], "penalty": penalty[i], "logits": logits[i],
                  "grads": {k: p.grad[i] for k, p in stack.params.items()},
                  # each run's own network reads the stack: its statistics are the stacked ones
@@ -94,7 +95,8 @@ def test_one_stacked_step_is_each_run_s_own_step(kind):
         for name, value in a["buffers"].items():  # BatchNorm's running statistics, as alone
             assert torch.allclose(value.float(), t["buffers"][name].float(), rtol=1e-5, atol=1e-6), name
     # the runs are different networks with different gradients: nothing leaked between them
-    assert not torch.allclose(together[0]["grads"]["net.backbone.fc.weight"], together[1]["grads"]["net.backbone.fc.weight"])
+    fc = [t["grads"]["net.backbone.fc.weight"] for t in together[:2]]
+    assert not torch.allclose(*fc)
 
 
 def runs_of(arm, model_cfg, target, out, seeds=(3, 4, 5), context=None, label_noise=None):
@@ -104,6 +106,12 @@ def runs_of(arm, model_cfg, target, out, seeds=(3, 4, 5), context=None, label_no
 
 
 SIMILARITY = {"regulariser": "similarity", "alpha": 1.0, "layers": ["V1", "V2"], "stimulus_batch_size": 8}
+
+
+def prepared_stimuli(task):
+    from neurobias.train import stimuli_as_inputs
+    images = task["train"][0]
+    return stimuli_as_inputs(task["stimuli"], images.shape[1], images.shape[-1])
 
 
 def model_bytes(path):
@@ -190,7 +198,8 @@ def test_a_diverging_run_fails_alone_naming_its_epoch_and_term_while_the_others_
     ({"regulariser": "mtl", "layer": "V1"}, CORNET, {}, "regulariser 'mtl'"),
     ({"regulariser": "oracle", "layer": "V1"}, CORNET, {}, "regulariser 'oracle'"),
     ({"regulariser": "none"}, {**RESNET, "vone": True}, {}, "model.vone"),
-    ({"regulariser": "none"}, {"architecture": "vgg11", "width": 8, "batch_norm": True}, {}, "model.architecture 'vgg11'"),
+    ({"regulariser": "none"}, {"architecture": "vgg11", "width": 8, "batch_norm": True}, {},
+     "model.architecture 'vgg11'"),
     ({"regulariser": "none"}, CORNET, {"lr_schedule": {"kind": "plateau"}}, "training.lr_schedule.kind 'plateau'"),
 ])
 def test_what_the_stacked_engine_cannot_train_is_refused_naming_the_field(arm, model, training, field, task, tmp_path):
@@ -212,8 +221,9 @@ def test_runs_stack_when_they_differ_only_in_data():
 def test_a_stack_that_does_not_fit_stops_before_training_naming_the_number_that_fits(task, tmp_path, monkeypatch):
     runs = runs_of(SIMILARITY, CORNET, task["diagnostic_target"], tmp_path / "pack", seeds=(0, 1, 2, 3, 4))
     # the plan of this stack on this machine, then a device with room for exactly two runs
-    prepared = stacked._prepare(0, runs[0], CFG, torch.device("cpu"), task)
-    plan = stacked.memory_plan(prepared, stacked.ProbeStep.of(prepared, CFG, "cpu"), CFG, "cpu", "fp32")
+    stimuli = prepared_stimuli(task)
+    prepared = stacked._prepare(0, runs[0], CFG, torch.device("cpu"), task, stimuli)
+    plan = stacked.memory_plan(prepared, stacked.ProbeStep.of(prepared, stimuli, CFG, "cpu"), CFG, "cpu", "fp32")
     assert plan.per_run_bytes > sum(p.numel() * 4 * 4 for p in prepared.model.parameters())  # + activations
     free = int((plan.shared_bytes + 2.5 * plan.per_run_bytes) / stacked.MEMORY_HEADROOM)
     monkeypatch.setattr(stacked, "available_memory", lambda device: free)
@@ -229,7 +239,10 @@ def test_a_stack_that_does_not_fit_stops_before_training_naming_the_number_that_
     one_epoch = TrainingConfig(epochs=1, batch_size=32, lr=0.05, precision="fp32")
     train_runs(runs, training=one_epoch, device="cpu", progress=False, engine="stacked", fit="split", **task)
     assert stacks == [2, 2, 1]
-    assert all((run.out_dir / "model.pt").exists() for run in runs)
+    for run in runs:  # every run trained its epoch
+        history = pd.read_csv(run.out_dir / "history.csv")
+        assert list(history["epoch"]) == [1] and np.isfinite(history["train_loss"]).all()
+        assert set(model_bytes(run.out_dir / "model.pt")) == set(prepared.model.state_dict())
 
 
 def test_the_memory_plan_grows_with_the_batch():
@@ -252,12 +265,15 @@ def test_the_memory_plan_grows_with_the_batch():
 def test_on_a_gpu_the_memory_plan_is_measured_and_a_stack_of_the_planned_size_trains(task, tmp_path):
     device = torch.device("cuda")
     runs = runs_of(SIMILARITY, CORNET, task["diagnostic_target"], tmp_path / "pack", seeds=(0, 1))
-    prepared = stacked._prepare(0, runs[0], CFG, device, task)
-    plan = stacked.memory_plan(prepared, stacked.ProbeStep.of(prepared, CFG, device), CFG, device, "fp32")
+    stimuli = prepared_stimuli(task)
+    prepared = stacked._prepare(0, runs[0], CFG, device, task, stimuli)
+    plan = stacked.memory_plan(prepared, stacked.ProbeStep.of(prepared, stimuli, CFG, device), CFG, device, "fp32")
     parameters = sum(p.numel() * 4 for p in prepared.model.parameters())
     assert plan.how == "measured" and plan.per_run_bytes > 4 * parameters and plan.fitting() >= 2
     train_runs(runs, training=CFG, device="cuda", progress=False, engine="stacked", **task)
-    assert all((run.out_dir / "model.pt").exists() for run in runs)
+    for run in runs:
+        history = pd.read_csv(run.out_dir / "history.csv")
+        assert list(history["epoch"]) == [1, 2] and np.isfinite(history["train_loss"]).all()
 
 
 # -- the workflow ----------------------------------------------------------------------------------
@@ -374,14 +390,15 @@ def test_a_kill_while_a_stack_saves_its_checkpoints_resumes_every_run_at_one_epo
 
 
 def test_a_network_with_dropout_is_refused_before_training(task, tmp_path, monkeypatch):
-    real = stacked.build_model
+    import neurobias.train as train_module
+    real = train_module.build_model
 
     def with_dropout(*args, **kwargs):  # a user's architecture with dropout, not one the config knows
         model = real(*args, **kwargs)
         model.backbone.dropout = torch.nn.Dropout(0.3)
         return model
 
-    monkeypatch.setattr(stacked, "build_model", with_dropout)
+    monkeypatch.setattr(train_module, "build_model", with_dropout)
     run = PackedRun(arm={"regulariser": "none"}, model_cfg=CORNET, seed=0, target=None, out_dir=tmp_path / "run")
     with pytest.raises(ValueError, match=r"\['backbone.dropout'\] draw random numbers"):
         train_runs([run], training=CFG, device="cpu", progress=False, engine="stacked", **task)

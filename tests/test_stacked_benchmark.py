@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import run_benchmark
 
 
 def test_stacked_training_benchmark_times_both_engines_on_the_same_runs(tmp_path):
     out = tmp_path / "stacked.csv"
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "stacked_training.py"), "--device", "cpu", "--nets", "demo",
-         "--models", "2", "--epochs", "1", "--images", "128", "--batch-size", "32", "--threads", "1",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    run = run_benchmark("stacked_training.py", "--device", "cpu", "--nets", "demo", "--models", "2", "--epochs", "1",
+                        "--images", "128", "--batch-size", "32", "--threads", "1", "--out", out)
     df = pd.read_csv(out)
     assert sorted(df.side) == ["sequential", "stacked"] and (df.net == "demo").all()
     assert (df.benchmark == "stacked_training").all() and (df.device == "cpu").all()

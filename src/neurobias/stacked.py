@@ -42,7 +42,8 @@ one run's share: on a GPU measured by CUDA's allocator (after a warm-up step, th
 step of two copies of the run minus that of one, never below the count), on a CPU counted (the
 tensors the backward pass keeps, parameters, gradients, momentum) and scaled by a measured factor.
 N shares and the shared data are compared with the device's free memory: a stack that does not fit
-stops before training, naming how many runs would. With ``pack: auto`` the job splits its runs into stacks of that size instead.
+stops before training, naming how many runs would. With ``pack: auto`` the job splits its runs
+into stacks of that size instead.
 
 On CPUs stacking does not pay (``benchmarks/stacked_training.py`` on the 2-core reference machine:
 0.54x for the demo net, 0.90x for CORnet-Z, 0.47x for ResNet-18; oneDNN's grouped convolutions are
@@ -64,14 +65,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint, run_hash
-from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
-from .regularisers import regularised_layers
+from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint
 from .stacking_rules import stack_key, unsupported_reason
 from .train import (PENALTY_TERMS, EpochScores, EpochSums, NonFiniteLossError, RunData, StepLosses,
-                    apply_augmentation, augment, batchnorm_layers, build_model, build_run_regulariser,
-                    draw_augmentation, epoch_generator, learning_rate_and_stop, make_optimiser, optimiser_groups,
-                    regularised_loss, resolve_precision, resume_or_start, run_spec, stimuli_as_inputs, write_results)
+                    apply_augmentation, augment, batchnorm_layers, diagnostic_taps, draw_augmentation,
+                    epoch_generator, learning_rate_and_stop, make_optimiser, optimiser_groups, regularised_loss,
+                    resolve_precision, start_run, stimuli_as_inputs, write_results)
 
 # Share of the device's free memory a stack may plan to use; the rest is headroom for the
 # allocator's fragmentation and what the plan does not see.
@@ -142,7 +141,6 @@ class Stack:
     views of them. ``params``/``buffers`` are keyed like the step module (``net.*``, ``reg.*``)."""
 
     def __init__(self, runs: list[_Run], stimuli: torch.Tensor, device, precision: str):
-        self.runs = runs
         first = runs[0]
         self.step_module = _StepModule(_stateless(first.model), _stateless(first.regulariser), stimuli, device,
                                        precision)
@@ -264,7 +262,7 @@ class ProbeStep:
     shared_bytes: int
 
     @classmethod
-    def of(cls, r: _Run, training, device) -> "ProbeStep":
+    def of(cls, r: _Run, stimuli: torch.Tensor, training, device) -> "ProbeStep":
         g = torch.Generator().manual_seed(0)
         n = min(training.batch_size, len(r.data.train_x))
         x = augment(r.data.train_x[:n].float() / 255.0, training, g).to(device)
@@ -272,7 +270,6 @@ class ProbeStep:
         batches = max(reg.stimulus_batches(0, s) for s in range(2)) if reg is not None else 0
         rows = (torch.stack([reg.stimulus_batch(g).cpu() for _ in range(batches)]) if batches
                 else torch.zeros(0, 0, dtype=torch.long))
-        stimuli = stimuli_as_inputs(r.data.stimuli, r.data.channels, r.data.size)
         return cls(x, r.data.train_y[:n].to(device), rows.to(device), stimuli.to(device),
                    _tensor_bytes([r.data.train_x, stimuli]))
 
@@ -417,28 +414,31 @@ def train_stacked(runs, *, training, device, progress: bool, fit: str = "error",
             raise ValueError(f"pack_engine stacked cannot train {run.out_dir}: {reason}; use pack_engine: sequential")
     device = torch.device(device)
     recover_interrupted_save([run.out_dir for run in runs])
-    prepared = [_prepare(k, run, training, device, shared) for k, run in enumerate(runs)]
+    images = shared["train"][0]  # every run's stimulus inputs, made once
+    stimuli = stimuli_as_inputs(shared["stimuli"], images.shape[1], images.shape[-1])
+    prepared = [_prepare(k, run, training, device, shared, stimuli) for k, run in enumerate(runs)]
     finished = [r for r in prepared if len(r.history) >= training.epochs]  # a killed job's written runs
     groups: dict[tuple, list[_Run]] = {}
     for r in prepared:
         if r not in finished:
             groups.setdefault((stack_key(r.run.arm, r.run.model_cfg, r.run.context), len(r.history)), []).append(r)
     # every stack is planned (and a stack too large refused) before the first one trains
-    stacks = [chunk for members in groups.values() for chunk in _chunks(members, training, device, fit)]
+    stacks = [chunk for members in groups.values() for chunk in _chunks(members, stimuli, training, device, fit)]
     for r in finished:
         _write_run(r, on_finished, started=time.time())
     failed = []
     try:
         for members in stacks:
-            failed += _train_stack(members, training, device, progress, on_finished, stop_after_epoch)
+            failed += _train_stack(members, stimuli.to(device), training, device, progress, on_finished,
+                                   stop_after_epoch)
     except _Stopped:
         return []
     return failed
 
 
-def _prepare(k: int, run, training, device, shared) -> _Run:
-    """Run ``k``'s data, network, regulariser and resumed state, as :func:`~neurobias.train.train_arm`
-    builds them."""
+def _prepare(k: int, run, training, device, shared, stimuli: torch.Tensor) -> _Run:
+    """Run ``k``'s data, network, regulariser and resumed state, started as
+    :func:`~neurobias.train.train_arm` starts a run (:func:`~neurobias.train.start_run`)."""
     out_dir = Path(run.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = RunData.prepare(train=shared["train"], val=shared["val"], test=shared.get("test"),
@@ -447,33 +447,27 @@ def _prepare(k: int, run, training, device, shared) -> _Run:
                            superclass_of_class=shared.get("superclass_of_class"),
                            responses=run.context.get("responses"), label_noise=run.arm.get("label_noise"),
                            seed=run.seed)
-    if training.track_test and data.test is None:
-        raise ValueError("training.track_test: needs the test split")
-    precision = resolve_precision(training.precision, device)
-    spec = run_spec(data, run.arm, run.model_cfg, training, run.seed, precision, run.context, engine="stacked")
-    checkpoint = Checkpoint(out_dir / CHECKPOINT_NAME, run_hash(spec), device)
     # NCHW: the stack's tensors gain a leading run dimension, and channels_last is a 4-D layout
-    model = build_model(data, run.model_cfg, run.seed, device, torch.contiguous_format)
-    random_layers = [name for name, m in model.named_modules()
+    start = start_run(data, arm=run.arm, model_cfg=run.model_cfg, training=training, seed=run.seed, device=device,
+                      out_dir=out_dir, context=run.context, memory_format=torch.contiguous_format, engine="stacked",
+                      stimuli=stimuli)
+    random_layers = [name for name, m in start.model.named_modules()
                      if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
     if random_layers:  # a network brought by the user; the config's architectures are checked by name
         raise ValueError(f"pack_engine stacked cannot train {out_dir}: the network's {random_layers} draw random "
                          "numbers (dropout), which vmap cannot draw per run as its own job does; "
                          "use pack_engine: sequential")
-    stim = stimuli_as_inputs(data.stimuli, data.channels, data.size)
-    regulariser = build_run_regulariser(run.arm, data, model, stim, run.context, run.seed, device)
-    history, _, best, optimiser = resume_or_start(checkpoint, model, regulariser, None, training)
-    prepared = _Run(k, run, data, model, regulariser, checkpoint, history, best, {})
+    prepared = _Run(k, run, data, start.model, start.regulariser, start.checkpoint, start.history, start.best, {})
     name_of = {id(p): name for name, p in _own_parameters(prepared).items()}
-    prepared.optimiser_state = {name_of[id(p)]: state["momentum_buffer"] for p, state in optimiser.state.items()
+    prepared.optimiser_state = {name_of[id(p)]: state["momentum_buffer"] for p, state in start.optimiser.state.items()
                                 if state.get("momentum_buffer") is not None}
     return prepared
 
 
-def _chunks(members: list[_Run], training, device, fit: str) -> list[list[_Run]]:
+def _chunks(members: list[_Run], stimuli: torch.Tensor, training, device, fit: str) -> list[list[_Run]]:
     """The members as stacks that fit the device (``fit`` "split"), or as one stack that must."""
     precision = resolve_precision(training.precision, device)
-    plan = memory_plan(members[0], ProbeStep.of(members[0], training, device), training, device, precision)
+    plan = memory_plan(members[0], ProbeStep.of(members[0], stimuli, training, device), training, device, precision)
     fitting = plan.fitting()
     print(f"stacked engine: {plan.describe(len(members))}", flush=True)
     if fit == "split" and fitting:
@@ -490,11 +484,12 @@ def _write_run(r: _Run, on_finished, started: float) -> None:
         on_finished(r.index, started)
 
 
-def _train_stack(members: list[_Run], training, device, progress: bool, on_finished, stop_after_epoch):
+def _train_stack(members: list[_Run], stimuli: torch.Tensor, training, device, progress: bool, on_finished,
+                 stop_after_epoch):
+    """Train one stack (``stimuli``: the stimulus inputs on the device); returns its failed runs."""
     started = time.time()
     precision = resolve_precision(training.precision, device)
     first = members[0]
-    stimuli = stimuli_as_inputs(first.data.stimuli, first.data.channels, first.data.size).to(device)
     print(f"stacked engine: {len(members)} runs side by side: " + ", ".join(str(r.run.out_dir) for r in members),
           flush=True)
     stack = Stack(members, stimuli, device, precision)
@@ -504,9 +499,8 @@ def _train_stack(members: list[_Run], training, device, progress: bool, on_finis
             optimiser.state[p]["momentum_buffer"] = torch.stack([r.optimiser_state[name] for r in members]).to(p)
     for r in members:
         r.optimiser_state = {}  # now in the stacked optimiser
-        taps = regularised_layers(r.run.arm) or tuple(r.run.model_cfg.get("diagnostic_layers")
-                                                      or DEFAULT_DIAGNOSTIC_TAPS[r.run.model_cfg["architecture"]])
-        r.scores = EpochScores(r.model, r.regulariser, r.data, stimuli, taps, training, device)
+        r.scores = EpochScores(r.model, r.regulariser, r.data, stimuli, diagnostic_taps(r.run.arm, r.run.model_cfg),
+                               training, device)
     run_epoch = StackedEpoch(stack, members, training, device)
     for epoch in range(len(first.history), training.epochs):
         lr, _ = learning_rate_and_stop(training, epoch, first.history)

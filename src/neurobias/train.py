@@ -660,6 +660,49 @@ def write_results(out_dir: Path, model, model_cfg: dict, data: RunData, regulari
     os.replace(tmp, out_dir / "history.csv")
 
 
+@dataclass
+class RunStart:
+    """A run before its first epoch to train: its precision, checkpoint, network, regulariser,
+    stimulus inputs (on the host) and the state it resumes (history, first epoch, best epoch,
+    optimiser), from :func:`start_run`."""
+    precision: str
+    checkpoint: Checkpoint
+    model: torch.nn.Module
+    regulariser: torch.nn.Module | None
+    stimuli: torch.Tensor
+    history: list
+    start: int
+    best: BestEpoch
+    optimiser: torch.optim.SGD
+
+
+def start_run(data: RunData, *, arm: dict, model_cfg: dict, training: TrainingConfig, seed: int, device,
+              out_dir: Path, context: dict | None, memory_format, engine: str = "sequential",
+              stimuli: torch.Tensor | None = None) -> RunStart:
+    """Build a run's network and regulariser and resume it from its checkpoint where one of this
+    configuration exists: the one-model loop (:func:`train_arm`) and a stack's runs
+    (:mod:`neurobias.stacked`, ``engine`` "stacked") start the same way. ``stimuli``: the stimulus
+    inputs if the caller has them (a stack's runs share them)."""
+    if training.track_test and data.test is None:
+        raise ValueError("training.track_test: needs the test split")
+    device = torch.device(device)
+    precision = resolve_precision(training.precision, device)
+    spec = run_spec(data, arm, model_cfg, training, seed, precision, context, engine=engine)
+    checkpoint = Checkpoint(Path(out_dir) / CHECKPOINT_NAME, run_hash(spec), device)
+    model = build_model(data, model_cfg, seed, device, memory_format)
+    stim = stimuli_as_inputs(data.stimuli, data.channels, data.size) if stimuli is None else stimuli
+    regulariser = build_run_regulariser(arm, data, model, stim, context, seed, device)
+    history, start, best, optimiser = resume_or_start(checkpoint, model, regulariser, oracle_of(regulariser), training)
+    return RunStart(precision, checkpoint, model, regulariser, stim, history, start, best, optimiser)
+
+
+def diagnostic_taps(arm: dict, model_cfg: dict) -> tuple[str, ...]:
+    """The layers a run's held-out similarity fit is scored on: the ones its regulariser reads, else
+    the model's diagnostic layers (the architecture's default taps)."""
+    return regularised_layers(arm) or tuple(model_cfg.get("diagnostic_layers")
+                                            or DEFAULT_DIAGNOSTIC_TAPS[model_cfg["architecture"]])
+
+
 # -- the entry point -------------------------------------------------------------------------------
 def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, target: np.ndarray | None,
               diagnostic_target: np.ndarray, arm: dict, model_cfg: dict, training: TrainingConfig,
@@ -688,26 +731,18 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
                            target=target, diagnostic_target=diagnostic_target,
                            superclass_of_class=superclass_of_class, responses=(context or {}).get("responses"),
                            label_noise=arm.get("label_noise"), seed=seed)
-    if training.track_test and test is None:
-        raise ValueError("training.track_test: needs the test split")
-    precision = resolve_precision(training.precision, device)
-    checkpoint = Checkpoint(out_dir / CHECKPOINT_NAME,
-                            run_hash(run_spec(data, arm, model_cfg, training, seed, precision, context)), device)
-
     memory_format = torch.channels_last if training.channels_last else torch.contiguous_format
-    model = build_model(data, model_cfg, seed, device, memory_format)
+    run = start_run(data, arm=arm, model_cfg=model_cfg, training=training, seed=seed, device=device,
+                    out_dir=out_dir, context=context, memory_format=memory_format)
+    precision, checkpoint, model, regulariser = run.precision, run.checkpoint, run.model, run.regulariser
+    history, start, best, optimiser = run.history, run.start, run.best, run.optimiser
     print(f"precision {precision}, memory format {'channels_last' if training.channels_last else 'NCHW'}", flush=True)
-    stim = stimuli_as_inputs(data.stimuli, data.channels, data.size)
-    regulariser = build_run_regulariser(arm, data, model, stim, context, seed, device)
     oracle = oracle_of(regulariser)
-    history, start, best, optimiser = resume_or_start(checkpoint, model, regulariser, oracle, training)
 
-    stim_dev = stim.to(device).contiguous(memory_format=memory_format)
+    stim_dev = run.stimuli.to(device).contiguous(memory_format=memory_format)
     run_epoch = EpochStep(model, regulariser, data, stim_dev, training, device, precision, memory_format,
                           PENALTY_TERMS.get(arm.get("regulariser"), "regulariser term"), progress)
-    diagnostic_taps = regularised_layers(arm) or tuple(model_cfg.get("diagnostic_layers")
-                                                       or DEFAULT_DIAGNOSTIC_TAPS[model_cfg["architecture"]])
-    score_epoch = EpochScores(model, regulariser, data, stim_dev, diagnostic_taps, training, device)
+    score_epoch = EpochScores(model, regulariser, data, stim_dev, diagnostic_taps(arm, model_cfg), training, device)
     for epoch in range(start, training.total_epochs(oracle)):
         lr, stop = learning_rate_and_stop(training, epoch, history, oracle)
         if stop:
