@@ -427,10 +427,10 @@ def train_stacked(runs, *, training, device, progress: bool, fit: str = "error",
     for r in finished:
         _write_run(r, on_finished, started=time.time())
     failed = []
+    stimuli = stimuli.to(device)
     try:
         for members in stacks:
-            failed += _train_stack(members, stimuli.to(device), training, device, progress, on_finished,
-                                   stop_after_epoch)
+            failed += _train_stack(members, stimuli, training, device, progress, on_finished, stop_after_epoch)
     except _Stopped:
         return []
     return failed
