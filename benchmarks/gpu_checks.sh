@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU checks this repository could not run (no GPU was available to its sessions so far), as
 # one prepared script for a machine that has one: the stacked engine's GPU test (the memory plan
-# measured by CUDA's allocator, a stack trained on the GPU), then the benchmarks that report GPU
-# numbers: models/hour of the two pack engines with GPU utilisation (issue 18's >= 10x target for
-# the small nets), the training fast path, and the full TIN-TC evaluation. About 10 minutes on an
+# measured by CUDA's allocator, a stack trained on the GPU, each run's random numbers drawn from its
+# own CUDA random state), then the benchmarks that report GPU numbers: models/hour of the two pack
+# engines with GPU utilisation (issue 18's >= 10x target for the small nets; also Safarani's MTL arm
+# on VGG-11), the training fast path, and the full TIN-TC evaluation. About 10 minutes on an
 # H200; each step has its own time limit, so one slow step does not cost the others.
 #
 #     OUT=/some/dir bash benchmarks/gpu_checks.sh     # results and logs under $OUT
@@ -28,8 +29,10 @@ step() {  # step NAME SECONDS COMMAND...: run one check, its log in $OUT/NAME.lo
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch, neurobias.stacked, neurobias.packed; assert torch.cuda.is_available(), 'no CUDA device'; \
 print('torch', torch.__version__, torch.cuda.get_device_name())" || exit 1
-step gpu_tests 180 $PY -m pytest -p no:cacheprovider -q tests/test_stacked.py -k gpu
+step gpu_tests 180 $PY -m pytest -p no:cacheprovider -q tests/test_stacked.py -k "gpu or cuda"
 step stacked_training 300 $PY benchmarks/stacked_training.py --device cuda --models 10 --repeats 2 \
     --out "$OUT/stacked_training_gpu.csv"
+step stacked_training_mtl 180 $PY benchmarks/stacked_training.py --device cuda --nets vgg11 --arm mtl --models 10 \
+    --out "$OUT/stacked_training_mtl_gpu.csv"
 step training_throughput 120 $PY benchmarks/training_throughput.py --device cuda --out "$OUT/training_throughput_gpu.csv"
 step tin_tc_timing 120 $PY benchmarks/tin_tc_timing.py --device cuda --out "$OUT/tin_tc_timing_gpu.csv"

@@ -6,6 +6,7 @@ one run, for the stacked-training issue's three nets:
   demo      the demo study's net: resnet18, width 8
   cornet_z  CORnet-Z at width 16, as the federer_demo study
   resnet18  a standard ResNet-18: resnet18, width 64
+  vgg11     the safarani_demo study's net: VGG-11 with BatchNorm, width 8 (dropout in its head)
 
 Each side trains the same N (arm, seed) runs (seeds 0..N-1) on the same synthetic task (the
 training images of ``--images``, a validation split scored after every epoch, the simulated V1's
@@ -24,8 +25,10 @@ trains in channels_last layout, as the one-model loop does by default, the stack
 
 The arm (``--arm``): "similarity" (the default; the demo's regularised arms are what get packed)
 is Li et al. 2019's similarity loss on one middle layer of each net (layer2 of the ResNets, V2 of
-CORnet-Z), 32 stimulus images per batch, alpha 10 (CORnet-Z: 1, see NETS; ``--alpha`` sets it for
-all); "none" is plain cross-entropy. A side that fails (a diverging run, a stack too large for the
+CORnet-Z, conv3_1 of VGG-11), 32 stimulus images per batch, alpha 10 (CORnet-Z: 1, see NETS;
+``--alpha`` sets it for all); "none" is plain cross-entropy; "mtl" is Safarani et al. 2021's
+multi-task arm on the same layer (a Gaussian readout predicting the simulated V1's responses, one
+neural batch of 32 per four classification batches, as the safarani_demo study). A side that fails (a diverging run, a stack too large for the
 device) is reported with its traceback and an error in the CSV, and the benchmark exits 1.
 
 Printed per net: each side's seconds and models/hour and the ratio stacked/sequential
@@ -92,12 +95,14 @@ NETS = {
     "demo": ({"architecture": "resnet18", "width": 8}, "layer2", 10.0),
     "cornet_z": ({"architecture": "cornet_z", "width": 16}, "V2", 1.0),
     "resnet18": ({"architecture": "resnet18", "width": 64}, "layer2", 10.0),
+    "vgg11": ({"architecture": "vgg11", "width": 8, "batch_norm": True}, "conv3_1", 10.0),
 }
 N_STIMULI, N_TRAIN_STIMULI = 160, 120
 
 
 def make_task(n_train: int, n_val: int, image_size: int) -> tuple[dict, np.ndarray]:
-    """The shared data of every run (``train_runs``' ``shared``) and the similarity target."""
+    """The shared data of every run (``train_runs``' ``shared``, with the responses an MTL head
+    predicts) and the similarity target."""
     s = make_synthetic_task(0, n_train=n_train, n_val=n_val, n_test=64, image_size=image_size)
     as_split = lambda k: (torch.as_tensor(s[k][0]), torch.as_tensor(s[k][1]), list(CLASS_NAMES))
     stimuli = make_stimulus_images(2, N_STIMULI, image_size)
@@ -105,22 +110,29 @@ def make_task(n_train: int, n_val: int, image_size: int) -> tuple[dict, np.ndarr
     target = neural_similarity(responses.astype(np.float32))
     tiers = np.array(["train"] * N_TRAIN_STIMULI + ["test"] * (N_STIMULI - N_TRAIN_STIMULI))
     shared = {"train": as_split("train"), "val": as_split("val"), "test": as_split("test"), "stimuli": stimuli,
-              "stimulus_tiers": tiers, "diagnostic_target": target, "superclass_of_class": None}
+              "stimulus_tiers": tiers, "diagnostic_target": target, "superclass_of_class": None,
+              "responses": responses.astype(np.float32)}
     return shared, target
 
 
 def make_arm(kind: str, layer: str, alpha: float) -> dict:
     if kind == "none":
         return {"regulariser": "none"}
+    if kind == "mtl":
+        return {"regulariser": "mtl", "target": "responses_model", "layer": layer, "batch_ratio": 0.25,
+                "stimulus_batch_size": 32}
     return {"regulariser": "similarity", "alpha": alpha, "layers": [layer], "stimulus_batch_size": 32}
 
 
-def make_runs(net: str, arm_kind: str, n: int, target: np.ndarray, out: Path,
+def make_runs(net: str, arm_kind: str, n: int, shared: dict, target: np.ndarray, out: Path,
               alpha: float | None = None) -> list[PackedRun]:
+    """``n`` runs (seeds 0..n-1) of the net's arm: the similarity arm's ``target``, an MTL
+    head's the responses in ``shared``."""
     model_cfg, layer, net_alpha = NETS[net]
     arm = make_arm(arm_kind, layer, net_alpha if alpha is None else alpha)
-    return [PackedRun(arm=dict(arm), model_cfg=dict(model_cfg), seed=seed,
-                      target=target if arm["regulariser"] != "none" else None, out_dir=out / f"seed{seed}")
+    arm_target = {"none": None, "similarity": target, "mtl": shared["responses"]}[arm["regulariser"]]
+    return [PackedRun(arm=dict(arm), model_cfg=dict(model_cfg), seed=seed, target=arm_target,
+                      context={"responses": shared["responses"]}, out_dir=out / f"seed{seed}")
             for seed in range(n)]
 
 
@@ -211,7 +223,7 @@ def train_side(side: str, runs: list[PackedRun], training: TrainingConfig, devic
         if sampler is not None:
             stack.enter_context(sampler)
         started = time.perf_counter()
-        train_runs(runs, training=training, device=device, progress=verbose, engine=side, **shared)
+        train_runs(runs, training=training, device=device, progress=verbose, engine=side, **task_data(shared))
         if cuda:
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
@@ -219,6 +231,11 @@ def train_side(side: str, runs: list[PackedRun], training: TrainingConfig, devic
             "gpu_util_mean": sampler.mean_util() if cuda else math.nan,
             "gpu_memory_used_mib_max": sampler.max_memory() if cuda else math.nan,
             "peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2 ** 20 if cuda else math.nan}
+
+
+def task_data(shared: dict) -> dict:
+    """``shared`` as ``train_runs`` takes it (the responses travel in each run's context)."""
+    return {k: v for k, v in shared.items() if k != "responses"}
 
 
 def first_epoch_loss_difference(a: list[PackedRun], b: list[PackedRun]) -> float:
@@ -238,9 +255,9 @@ def warm_up(net: str, arm: str, alpha: float | None, device: torch.device, train
     shared, target = make_task(2 * training.batch_size, 64, image_size)
     tiny = replace(training, epochs=1)
     for side in SIDES:
-        runs = make_runs(net, arm, 2, target, tmp / f"warmup_{side}", alpha)
+        runs = make_runs(net, arm, 2, shared, target, tmp / f"warmup_{side}", alpha)
         with contextlib.redirect_stdout(io.StringIO()):
-            train_runs(runs, training=tiny, device=device, progress=False, engine=side, **shared)
+            train_runs(runs, training=tiny, device=device, progress=False, engine=side, **task_data(shared))
         shutil.rmtree(tmp / f"warmup_{side}")
 
 
@@ -264,7 +281,7 @@ def benchmark_net(net: str, n_net: int, args, shared: dict, target: np.ndarray, 
         for side in order:
             if side in errors:
                 continue
-            runs = make_runs(net, args.arm, args.models, target, tmp / net / side / f"r{repeat}", args.alpha)
+            runs = make_runs(net, args.arm, args.models, shared, target, tmp / net / side / f"r{repeat}", args.alpha)
             try:
                 r = train_side(side, runs, training, device, shared, args.verbose)
             except Exception:  # noqa: BLE001  (reported; the other side and the other nets still run)
@@ -321,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-images", type=int, help="validation images scored after every epoch (default: images / 4)")
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--arm", choices=["none", "similarity"], default="similarity")
+    ap.add_argument("--arm", choices=["none", "similarity", "mtl"], default="similarity")
     ap.add_argument("--alpha", type=float, help="the similarity arm's weight (default: 10, CORnet-Z 1)")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     ap.add_argument("--repeats", type=int, default=1, help="time both sides this many times; the fastest counts")

@@ -10,7 +10,6 @@ import yaml
 from conftest import TINY, snakemake
 from neurobias.config import ConfigError, validate_config
 from neurobias.rule_params import pack_training, training_packs, trains_in_packs
-from neurobias.stacking_rules import unsupported_reason
 
 # The default demo's shape: 3 arms x 10 seeds of one network, plus a VOneBlock arm (another network).
 DEMO_LIKE = {
@@ -87,9 +86,13 @@ def use_plateau(study):
     study["training"]["lr_schedule"] = {"kind": "plateau"}
 
 
+def add_oracle_arm(study):
+    use_vgg(study)  # the oracle needs a network that defines its core (not the ResNet)
+    study["arms"]["extra"] = {"regulariser": "oracle", "layer": "conv2_1", "oracle": {"pretrain_epochs": 1}}
+
+
 # (change to the tiny study, what the error names: the arm, the reason's field)
-UNSTACKABLE = {"mtl": (add_mtl_arm, "'extra'", "'mtl'"), "vone": (add_vone_arm, "'extra'", "model.vone"),
-               "vgg": (use_vgg, "'none'", "'vgg11'"), "plateau": (use_plateau, "'none'", "'plateau'")}
+UNSTACKABLE = {"plateau": (use_plateau, "'none'", "'plateau'")}
 
 
 @pytest.mark.parametrize("case", UNSTACKABLE)
@@ -105,13 +108,14 @@ def test_a_stacked_study_with_an_arm_the_engine_cannot_train_is_a_config_error(c
     assert f"arm {arm}" in message and reason in message and "pack_engine: sequential" in message
 
 
-def test_unsupported_reason_reads_vone_as_the_config_does():
-    plain = {"architecture": "resnet18"}
-    assert unsupported_reason({"regulariser": "rsm"}, plain, {"lr_schedule": {"kind": "cosine"}}) is None
-    assert unsupported_reason({"regulariser": "none"}, {**plain, "vone": False}, {}) is None
-    assert "model.vone" in unsupported_reason({"regulariser": "none"}, {**plain, "vone": {}}, {})
-    assert "model.vone" in unsupported_reason({"regulariser": "none"}, {**plain, "vone": True}, {})
-    assert "'oracle'" in unsupported_reason({"regulariser": "oracle"}, plain, {})
+@pytest.mark.parametrize("change", [add_mtl_arm, add_vone_arm, use_vgg, add_oracle_arm])
+def test_random_layers_an_mtl_head_and_the_oracle_stack(change):
+    """VGG's dropout, a VOneBlock's noise and an MTL readout's positions draw through
+    neurobias.models.random_draws, which gives each run of a stack its own job's numbers; the
+    oracle's two stages run in the stacked loop."""
+    config = tiny_config(pack_engine="stacked")
+    change(config["studies"]["tiny"])
+    assert validate_config(config)["studies"]["tiny"]["pack_engine"] == "stacked"
 
 
 def test_pack_auto_is_one_job_per_group_and_the_engine_is_a_param_that_retrains(tmp_path):

@@ -8,15 +8,20 @@ kernel launches of tiny tensors. This engine stacks the N networks' parameters
 (the per-run draws add a few small copies per step).
 
 What stays per run, exactly as in the run's own job (:func:`neurobias.train.train_arm`): the
-initialisation (its seed), every random draw (data order, augmentation, stimulus batches: each run's
-own epoch generator, drawn on the host before the stacked call, in the one-model loop's order), the
-labels (label noise), the regulariser and its target, the history, the checkpoint (one per run,
-after every epoch) and the written files. The loss is the same function
-(:func:`neurobias.train.regularised_loss`), evaluated by vmap. One SGD over the stacked tensors is
-each run's SGD: its update is elementwise, and every run of a stack has the same rate, momentum and
-weight decay. Each run's network object stays a normal module whose parameters and BatchNorm
-statistics are views into the stacked tensors, so scoring, checkpoints and model.pt go through the
-one-model code unchanged.
+initialisation (its seed), every random draw (data order, augmentation, stimulus batches, an
+oracle's corruptions: each run's own epoch generator, drawn on the host before the stacked call, in
+the one-model loop's order; the random numbers its network draws, dropout's masks, a VOneBlock's
+noise, an MTL readout's sampled positions: :class:`StepProfiles` records which draws a step makes
+and replays them from each run's own global random state, :mod:`.models.random_draws`), the labels
+(label noise), the regulariser and its target, which parameters a step leaves without a gradient
+(an MTL head without a neural batch), an oracle's two stages (its own first-stage loss, its core
+frozen and the rest re-initialised at the switch), the history, the checkpoint (one per run, after
+every epoch, with the run's own random state) and the written files. The loss is the same function
+(:func:`neurobias.train.regularised_loss`, :func:`neurobias.train.oracle_loss`), evaluated by vmap.
+One SGD over the stacked tensors is each run's SGD: its update is elementwise, and every run of a
+stack has the same rate, momentum and weight decay. Each run's network object stays a normal module
+whose parameters and BatchNorm statistics are views into the stacked tensors, so scoring,
+checkpoints and model.pt go through the one-model code unchanged.
 
 What differs: the numbers in their last bits. vmap turns a convolution over stacked weights into a
 grouped convolution, a different kernel with a different summation order; training amplifies such
@@ -28,14 +33,14 @@ same numbers, and a killed stack resumes to them (its runs' checkpoints are writ
 so a kill between two runs' files cannot leave the stack split across epochs). With ``pack:
 auto`` the stacks' sizes follow the device's free memory, so they, and the last bits, can differ
 between devices. The stacked engine trains in NCHW layout (vmap's inputs are 5-D; channels_last
-is a 4-D layout), whatever ``training.channels_last`` says.
+is a 4-D layout), whatever ``training.channels_last`` says; the random numbers a network draws are
+still those of the run's own job in its layout.
 
 What it does not train (:func:`neurobias.stacking_rules.unsupported_reason`, checked with the
-config): arms whose step is not one function of stacked tensors, i.e. an MTL head (Safarani: a
-readout per run, a separate neural batch schedule), the oracle's two stages (a frozen core),
-layers that draw random numbers inside the network (a VOneBlock's noise, dropout: vmap cannot give
-each run the draws of its own job), and the plateau schedule (each run's rate would follow its own
-validation history). Those packs use the sequential engine.
+config): the plateau schedule (each run's rate would follow its own validation history), a
+regulariser not yet listed in :data:`neurobias.stacking_rules.STACKABLE_REGULARISERS`, and a user's
+network whose layers draw random numbers directly from torch rather than through
+:mod:`.models.random_draws` (refused when the job starts). Those packs use the sequential engine.
 
 Memory: a stack holds N networks' activations at once. Before training, :func:`memory_plan` finds
 one run's share: on a GPU measured by CUDA's allocator (after a warm-up step, the peak of a stacked
@@ -53,6 +58,7 @@ engine is for GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -66,11 +72,13 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint
+from .models import random_draws
 from .stacking_rules import stack_key, unsupported_reason
 from .train import (PENALTY_TERMS, EpochScores, EpochSums, NonFiniteLossError, RunData, StepLosses,
                     apply_augmentation, augment, batchnorm_layers, diagnostic_taps, draw_augmentation,
-                    epoch_generator, learning_rate_and_stop, make_optimiser, optimiser_groups, regularised_loss,
-                    resolve_precision, start_run, stimuli_as_inputs, write_results)
+                    enter_training_mode, epoch_generator, learning_rate_and_stop, make_optimiser, optimiser_groups,
+                    oracle_inputs, oracle_loss, oracle_of, regularised_loss, resolve_precision, start_run,
+                    stimuli_as_inputs, training_memory_format, write_results)
 
 # Share of the device's free memory a stack may plan to use; the rest is headroom for the
 # allocator's fragmentation and what the plan does not see.
@@ -90,17 +98,25 @@ class _Stopped(Exception):
 
 class _StepModule(nn.Module):
     """A network and its regulariser as one module whose forward is one training step's loss
-    (:func:`neurobias.train.regularised_loss`): the function vmap maps over stacked tensors."""
+    (:func:`neurobias.train.regularised_loss`, or in an oracle's first stage
+    :func:`neurobias.train.oracle_loss`): the function vmap maps over stacked tensors."""
 
     def __init__(self, net: nn.Module, regulariser: nn.Module | None, stimuli: torch.Tensor, device, precision: str):
         super().__init__()
         self.net, self.reg = net, regulariser
         self.bns = batchnorm_layers(net)
         self.stimuli, self.device, self.precision = stimuli, device, precision  # shared, not stacked
+        self.pretraining = False  # in an oracle's first stage (set for each epoch)
 
-    def forward(self, x, y, stimulus_rows):
-        loss, ce, penalty, logits = regularised_loss(self.net, self.reg, self.bns, x, y, stimulus_rows, self.stimuli,
-                                                     self.device, self.precision)
+    def forward(self, x, y, stimulus_rows, draws):
+        """``draws``: the network's random numbers, this run's own (:class:`StepProfiles`); None:
+        drawn as usual."""
+        with random_draws.supplied(draws) if draws is not None else contextlib.nullcontext():
+            if self.pretraining:
+                loss, ce, penalty, logits = oracle_loss(self.net, self.reg, x, y, self.device, self.precision)
+            else:
+                loss, ce, penalty, logits = regularised_loss(self.net, self.reg, self.bns, x, y, stimulus_rows,
+                                                             self.stimuli, self.device, self.precision)
         return loss, (ce, penalty, logits)
 
 
@@ -134,6 +150,113 @@ class _Run:
     optimiser_state: dict  # parameter name -> momentum buffer, from a resumed checkpoint
     scores: EpochScores | None = None
     failed: Exception | None = None
+    random_state: tuple | None = None  # torch's global random state of the run's own job (_own_random_state)
+
+
+def _global_random_state(device: torch.device) -> tuple:
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def _set_global_random_state(state: tuple, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def _forked_random_state(device: torch.device):
+    """Inside, draws from the global random state leave it as it was on entering."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
+@contextlib.contextmanager
+def _own_random_state(r: _Run, device: torch.device):
+    """Inside, torch's global random state is run ``r``'s, as in its own job (where it is the only
+    run): what its network draws (dropout, a VOneBlock's noise, an MTL readout's positions), what its
+    scoring draws, and what its checkpoint saves. On leaving, the run keeps the advanced state."""
+    outer = _global_random_state(device)
+    _set_global_random_state(r.random_state, device)
+    try:
+        yield
+    finally:
+        r.random_state = _global_random_state(device)
+        _set_global_random_state(outer, device)
+
+
+@dataclass
+class StepProfile:
+    """What one kind of step of the one-model loop does besides its arithmetic: the random numbers
+    its network draws (:mod:`.models.random_draws`), and the parameters its loss does not reach (an
+    MTL head's on a step without a neural batch: their gradient is None, so that run's SGD leaves
+    them alone, weight decay and momentum included)."""
+    draws: list[random_draws.Draw]
+    idle: list[str]
+
+
+def throwaway_inputs(regulariser, images_u8: torch.Tensor, training, pretraining: bool, k: int):
+    """A step's inputs of the right shapes, drawn from a throwaway generator: (x, stimulus rows
+    [k, batch]): an oracle's first-stage images when ``pretraining``, else an augmented batch and
+    ``k`` stimulus batches."""
+    g = torch.Generator().manual_seed(0)
+    if pretraining:
+        return oracle_inputs(regulariser, images_u8, training, g), torch.zeros(0, 0, dtype=torch.long)
+    x = augment(images_u8.float() / 255.0, training, g)
+    rows = (torch.stack([regulariser.stimulus_batch(g).cpu() for _ in range(k)]) if k
+            else torch.zeros(0, 0, dtype=torch.long))
+    return x, rows.to(images_u8.device)
+
+
+def profile_step(model: nn.Module, regulariser, x, y, stimulus_rows, stimuli: torch.Tensor, training, device,
+                 precision: str, pretraining: bool = False) -> StepProfile:
+    """One step of the one-model loop (in its layout, :func:`~neurobias.train.training_memory_format`)
+    on copies of ``model`` and ``regulariser``: nothing of theirs, and not the global random state,
+    changes."""
+    layout, device = training_memory_format(training), torch.device(device)
+    model, regulariser = copy.deepcopy(model).to(memory_format=layout), copy.deepcopy(regulariser)
+    step_module = _StepModule(model, regulariser, stimuli.contiguous(memory_format=layout), device, precision)
+    step_module.train()
+    step_module.pretraining = pretraining
+    with _forked_random_state(device), random_draws.recording() as recorder:
+        loss, _ = step_module(x.contiguous(memory_format=layout), y, list(stimulus_rows), None)
+        loss.backward()
+    return StepProfile(recorder.draws, [name for name, p in step_module.named_parameters()
+                                        if p.requires_grad and p.grad is None])
+
+
+class StepProfiles:
+    """The :class:`StepProfile` of a stack's steps, one per kind (an oracle's first stage or not,
+    the number of stimulus batches), made on a copy of the stack's first run; and each run's own
+    random numbers for a step, replayed from its own random state in the loop's order."""
+
+    def __init__(self, first: _Run, stimuli: torch.Tensor, training, device, precision: str):
+        # copied before the runs become views of the stack; a batch of its images for the shapes
+        self.model, self.regulariser = copy.deepcopy(first.model), copy.deepcopy(first.regulariser)
+        n = min(training.batch_size, len(first.data.train_x))
+        self.images, self.y = first.data.train_x[:n].to(device), first.data.train_y[:n].to(device)
+        self.stimuli, self.training, self.device, self.precision = stimuli, training, device, precision
+        self.profiles: dict[tuple[bool, int], StepProfile] = {}
+
+    def __call__(self, pretraining: bool, k: int) -> StepProfile:
+        if (pretraining, k) not in self.profiles:
+            x, rows = throwaway_inputs(self.regulariser, self.images, self.training, pretraining, k)
+            self.profiles[pretraining, k] = profile_step(self.model, self.regulariser, x, self.y, rows, self.stimuli,
+                                                         self.training, self.device, self.precision, pretraining)
+        return self.profiles[pretraining, k]
+
+    def draws(self, members: list[_Run], pretraining: bool, k: int) -> list[torch.Tensor]:
+        """The runs' random numbers in a step of that kind (:func:`runs_draws`)."""
+        return runs_draws(members, self(pretraining, k).draws, self.device)
+
+
+def runs_draws(members: list[_Run], recorded: list[random_draws.Draw], device) -> list[torch.Tensor]:
+    """Per ``recorded`` draw, every run's tensor from its own random state (which advances as in
+    its own job), stacked along a first dimension."""
+    if not recorded:
+        return []
+    per_run = []
+    for r in members:
+        with _own_random_state(r, device):
+            per_run.append(random_draws.replay(recorded))
+    return [torch.stack(tensors) for tensors in zip(*per_run)]
 
 
 class Stack:
@@ -142,6 +265,7 @@ class Stack:
 
     def __init__(self, runs: list[_Run], stimuli: torch.Tensor, device, precision: str):
         first = runs[0]
+        self.device = torch.device(device)
         self.step_module = _StepModule(_stateless(first.model), _stateless(first.regulariser), stimuli, device,
                                        precision)
         _fp32_batchnorm(self.step_module)
@@ -150,22 +274,36 @@ class Stack:
         self.params = {k: torch.stack([d[k].detach() for d in param_dicts]) for k in param_dicts[0]}
         buffer_dicts = [dict(m.named_buffers()) for m in step_modules]
         self.buffers = {k: torch.stack([d[k] for d in buffer_dicts]) for k in buffer_dicts[0]}
+        # parameters that do not train (an oracle's core in its second stage): no gradient computed
+        self.frozen = {name for name, p in param_dicts[0].items() if not p.requires_grad}
         for i, module in enumerate(step_modules):  # each run's modules now read and write the stack
             for name in self.params:
-                _set_tensor(module, name, nn.Parameter(self.params[name][i], requires_grad=True))
+                view = nn.Parameter(self.params[name][i], requires_grad=param_dicts[i][name].requires_grad)
+                _set_tensor(module, name, view)
             for name in self.buffers:
                 _set_tensor(module, name, self.buffers[name][i])
         self._grad_and_loss = vmap(grad_and_value(self._loss, has_aux=True), randomness="error")
 
-    def _loss(self, params, buffers, x, y, stimulus_rows):
-        return functional_call(self.step_module, (params, buffers), (x, y, stimulus_rows))
+    def _loss(self, trained, frozen, buffers, x, y, stimulus_rows, draws):
+        return functional_call(self.step_module, ({**trained, **frozen}, buffers), (x, y, stimulus_rows, draws))
 
-    def step(self, x, y, stimulus_rows):
-        """Every run's gradients (into ``.grad`` of the stacked parameters) and (loss, ce, penalty,
-        logits), each with the run as first dimension."""
-        grads, (loss, (ce, penalty, logits)) = self._grad_and_loss(self.params, self.buffers, x, y, stimulus_rows)
+    def freeze(self, names) -> None:
+        """Stop training these parameters (an oracle entering its second stage)."""
+        self.frozen |= set(names)
+        for name in names:
+            self.params[name].grad = None
+
+    def step(self, x, y, stimulus_rows, draws=(), idle=()):
+        """Every run's gradients (into ``.grad`` of the stacked parameters; None for the ``idle``
+        ones, which the step's loss does not reach) and (loss, ce, penalty, logits), each with the
+        run as first dimension. ``draws``: the runs' random numbers inside the network
+        (:meth:`StepProfiles.draws`)."""
+        trained = {name: p for name, p in self.params.items() if name not in self.frozen}
+        frozen = {name: p for name, p in self.params.items() if name in self.frozen}
+        grads, (loss, (ce, penalty, logits)) = self._grad_and_loss(trained, frozen, self.buffers, x, y,
+                                                                   stimulus_rows, draws)
         for name, g in grads.items():
-            self.params[name].grad = g
+            self.params[name].grad = None if name in idle else g
         return loss, ce, penalty, logits
 
 
@@ -181,8 +319,9 @@ def _set_tensor(module: nn.Module, dotted: str, tensor: torch.Tensor) -> None:
 
 def stacked_optimiser(stack: Stack, regulariser, training) -> torch.optim.SGD:
     """One SGD over the stacked tensors, grouped as :func:`neurobias.train.make_optimiser` groups one
-    run's parameters (same weight decay per group), so each run's slice follows its own SGD."""
-    net = [p for name, p in stack.params.items() if name.startswith("net.")]
+    run's parameters (same weight decay per group; frozen ones left out), so each run's slice
+    follows its own SGD."""
+    net = [p for name, p in stack.params.items() if name.startswith("net.") and name not in stack.frozen]
     reg = [p for name, p in stack.params.items() if name.startswith("reg.")]
     return torch.optim.SGD(optimiser_groups(net, reg, regulariser, training), lr=training.lr,
                            momentum=training.momentum)
@@ -254,24 +393,34 @@ def _tensor_bytes(tensors) -> int:
 class ProbeStep:
     """One step's inputs of one run (drawn from a throwaway generator), for :func:`memory_plan`:
     ``x``, ``y`` and ``stimulus_rows`` on the device; ``stimuli`` the stimulus inputs on the
-    device; ``shared_bytes`` what a stack holds once (training images and stimuli)."""
+    device; ``draws`` the network's random numbers in that step (:func:`profile_step`);
+    ``shared_bytes`` what a stack holds once (training images and stimuli); ``pretraining``: a
+    step of an oracle's first stage (the batch and its corrupted images' second versions)."""
     x: torch.Tensor
     y: torch.Tensor
     stimulus_rows: torch.Tensor
     stimuli: torch.Tensor
+    draws: list[torch.Tensor]
     shared_bytes: int
+    pretraining: bool = False
 
     @classmethod
     def of(cls, r: _Run, stimuli: torch.Tensor, training, device) -> "ProbeStep":
-        g = torch.Generator().manual_seed(0)
+        """The largest step of the run from where it starts (an oracle's first stage is larger
+        than its second; the most stimulus batches of the first steps)."""
+        device = torch.device(device)
         n = min(training.batch_size, len(r.data.train_x))
-        x = augment(r.data.train_x[:n].float() / 255.0, training, g).to(device)
-        reg = r.regulariser
+        images, y = r.data.train_x[:n].to(device), r.data.train_y[:n].to(device)
+        reg, oracle = r.regulariser, oracle_of(r.regulariser)
+        pretraining = oracle is not None and oracle.in_pretraining(len(r.history))
         batches = max(reg.stimulus_batches(0, s) for s in range(2)) if reg is not None else 0
-        rows = (torch.stack([reg.stimulus_batch(g).cpu() for _ in range(batches)]) if batches
-                else torch.zeros(0, 0, dtype=torch.long))
-        return cls(x, r.data.train_y[:n].to(device), rows.to(device), stimuli.to(device),
-                   _tensor_bytes([r.data.train_x, stimuli]))
+        x, rows = throwaway_inputs(reg, images, training, pretraining, batches)
+        stimuli = stimuli.to(device)
+        profile = profile_step(r.model, reg, x, y, rows, stimuli, training, device,
+                               resolve_precision(training.precision, device), pretraining)
+        with _forked_random_state(device):
+            draws = random_draws.replay(profile.draws)
+        return cls(x, y, rows, stimuli, draws, _tensor_bytes([r.data.train_x, stimuli]), pretraining)
 
 
 # On a CPU no allocator reports a peak, so the plan counts tensors (:func:`_counted_per_run`) and
@@ -287,6 +436,7 @@ def _counted_per_run(run: _Run, probe: ProbeStep, device, precision: str) -> int
     keeps for the backward pass (``saved_tensors_hooks``, each storage once), four copies of the
     parameters (weights, gradients, momentum, the update's temporary), the buffers and the batch."""
     module = _StepModule(copy.deepcopy(run.model), copy.deepcopy(run.regulariser), probe.stimuli, device, precision)
+    module.pretraining = probe.pretraining
     seen: dict[int, int] = {}
 
     def keep(t: torch.Tensor):
@@ -295,7 +445,7 @@ def _counted_per_run(run: _Run, probe: ProbeStep, device, precision: str) -> int
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
-        loss, _ = module(probe.x, probe.y, probe.stimulus_rows)
+        loss, _ = module(probe.x, probe.y, probe.stimulus_rows, probe.draws)
     loss.backward()
     return (sum(seen.values()) + 4 * _tensor_bytes(module.parameters()) + _tensor_bytes(module.buffers())
             + _tensor_bytes([probe.x, probe.y, probe.stimulus_rows]))
@@ -314,10 +464,12 @@ def _measured_per_run_cuda(run: _Run, probe: ProbeStep, training, device, precis
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
         stack = Stack(copies, probe.stimuli, device, precision)
+        stack.step_module.pretraining = probe.pretraining
         optimiser = stacked_optimiser(stack, copies[0].regulariser, training)
         for group in optimiser.param_groups:
             group["lr"] = 0.0
-        stack.step(*(torch.stack([t] * n) for t in (probe.x, probe.y, probe.stimulus_rows)))
+        stack.step(*(torch.stack([t] * n) for t in (probe.x, probe.y, probe.stimulus_rows)),
+                   [torch.stack([d] * n) for d in probe.draws])
         optimiser.step()
         torch.cuda.synchronize(device)
         peaks.append(torch.cuda.max_memory_allocated(device) - before)
@@ -363,9 +515,10 @@ def _save_checkpoints(live: list[tuple[int, _Run]], epoch: int, stack: Stack, op
     new state on disk: :func:`recover_interrupted_save` finishes or discards it."""
     members = [str(r.run.out_dir) for _, r in live]
     for k, r in live:
-        r.checkpoint.save(epoch, r.model, run_optimiser(r, stack, optimiser, k, training, lr), r.regulariser,
-                          r.history, r.best.state, path=Path(r.run.out_dir) / NEXT_CHECKPOINT_NAME,
-                          extra={"stack": members})
+        with _own_random_state(r, stack.device):  # the random state the run's own job would save
+            r.checkpoint.save(epoch, r.model, run_optimiser(r, stack, optimiser, k, training, lr), r.regulariser,
+                              r.history, r.best.state, path=Path(r.run.out_dir) / NEXT_CHECKPOINT_NAME,
+                              extra={"stack": members})
     for _, r in live:
         os.replace(Path(r.run.out_dir) / NEXT_CHECKPOINT_NAME, Path(r.run.out_dir) / CHECKPOINT_NAME)
 
@@ -417,7 +570,8 @@ def train_stacked(runs, *, training, device, progress: bool, fit: str = "error",
     images = shared["train"][0]  # every run's stimulus inputs, made once
     stimuli = stimuli_as_inputs(shared["stimuli"], images.shape[1], images.shape[-1])
     prepared = [_prepare(k, run, training, device, shared, stimuli) for k, run in enumerate(runs)]
-    finished = [r for r in prepared if len(r.history) >= training.epochs]  # a killed job's written runs
+    # a killed job's written runs (an oracle's epochs include its first stage's)
+    finished = [r for r in prepared if len(r.history) >= training.total_epochs(oracle_of(r.regulariser))]
     groups: dict[tuple, list[_Run]] = {}
     for r in prepared:
         if r not in finished:
@@ -452,12 +606,14 @@ def _prepare(k: int, run, training, device, shared, stimuli: torch.Tensor) -> _R
                       out_dir=out_dir, context=run.context, memory_format=torch.contiguous_format, engine="stacked",
                       stimuli=stimuli)
     random_layers = [name for name, m in start.model.named_modules()
-                     if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
-    if random_layers:  # a network brought by the user; the config's architectures are checked by name
+                     if isinstance(m, nn.modules.dropout._DropoutNd) and not isinstance(m, random_draws.Dropout)
+                     and m.p > 0]
+    if random_layers:  # a network brought by the user
         raise ValueError(f"pack_engine stacked cannot train {out_dir}: the network's {random_layers} draw random "
-                         "numbers (dropout), which vmap cannot draw per run as its own job does; "
-                         "use pack_engine: sequential")
-    prepared = _Run(k, run, data, start.model, start.regulariser, start.checkpoint, start.history, start.best, {})
+                         "numbers directly from torch (torch.nn dropout), which vmap cannot draw per run as its own "
+                         "job does; use neurobias.models.random_draws.Dropout, or pack_engine: sequential")
+    prepared = _Run(k, run, data, start.model, start.regulariser, start.checkpoint, start.history, start.best, {},
+                    random_state=_global_random_state(device))  # as its own job's after the same start
     name_of = {id(p): name for name, p in _own_parameters(prepared).items()}
     prepared.optimiser_state = {name_of[id(p)]: state["momentum_buffer"] for p, state in start.optimiser.state.items()
                                 if state.get("momentum_buffer") is not None}
@@ -492,6 +648,7 @@ def _train_stack(members: list[_Run], stimuli: torch.Tensor, training, device, p
     first = members[0]
     print(f"stacked engine: {len(members)} runs side by side: " + ", ".join(str(r.run.out_dir) for r in members),
           flush=True)
+    profiles = StepProfiles(first, stimuli, training, device, precision)  # before the runs become views of the stack
     stack = Stack(members, stimuli, device, precision)
     optimiser = stacked_optimiser(stack, first.regulariser, training)
     for name, p in stack.params.items():  # a resumed stack continues each run's momentum
@@ -501,14 +658,18 @@ def _train_stack(members: list[_Run], stimuli: torch.Tensor, training, device, p
         r.optimiser_state = {}  # now in the stacked optimiser
         r.scores = EpochScores(r.model, r.regulariser, r.data, stimuli, diagnostic_taps(r.run.arm, r.run.model_cfg),
                                training, device)
-    run_epoch = StackedEpoch(stack, members, training, device)
-    for epoch in range(len(first.history), training.epochs):
-        lr, _ = learning_rate_and_stop(training, epoch, first.history)
+    run_epoch = StackedEpoch(stack, members, profiles, training, device)
+    oracle = oracle_of(first.regulariser)
+    for epoch in range(len(first.history), training.total_epochs(oracle)):
+        lr, _ = learning_rate_and_stop(training, epoch, first.history, oracle)
+        generators = [epoch_generator(r.run.seed, epoch) for r in members]
+        if oracle is not None and epoch == oracle.pretrain_epochs:
+            optimiser = _enter_second_stage(stack, members, generators, training)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        losses, sums = run_epoch(epoch, optimiser)
+        losses, sums = run_epoch(epoch, optimiser, generators)
         live = [(k, r) for k, r in enumerate(members)
-                if r.failed is None and _score(r, epoch, lr, losses[k], sums[k], training, progress)]
+                if r.failed is None and _score(r, epoch, lr, losses[k], sums[k], training, device, progress)]
         _save_checkpoints(live, epoch, stack, optimiser, training, lr)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             raise _Stopped
@@ -521,49 +682,75 @@ def _train_stack(members: list[_Run], stimuli: torch.Tensor, training, device, p
     return [(Path(r.run.out_dir), r.failed) for r in members if r.failed is not None]
 
 
+def _enter_second_stage(stack: Stack, members: list[_Run], generators, training) -> torch.optim.SGD:
+    """The oracle's switch, as in each run's own job: its core frozen, the rest re-initialised
+    (drawn from its epoch generator; the views write into the stack) and its best epoch forgotten;
+    a fresh SGD over what still trains."""
+    for r, g in zip(members, generators):
+        with _own_random_state(r, stack.device):
+            r.regulariser.enter_second_stage(r.model, g, reinitialise=True)
+        r.best.reset()
+    stack.freeze(name for name, p in _own_parameters(members[0]).items() if not p.requires_grad)
+    return stacked_optimiser(stack, members[0].regulariser, training)
+
+
 class StackedEpoch:
     """One epoch's steps of a stack, as :class:`neurobias.train.EpochStep` takes them for one run:
     every run draws its batch order, augmentation and stimulus batches from its own epoch generator
     in that loop's order; the draws are then applied to all runs at once (one gather, one
     augmentation call, one stacked step)."""
 
-    def __init__(self, stack: Stack, members: list[_Run], training, device):
-        self.stack, self.members, self.training, self.device = stack, members, training, device
+    def __init__(self, stack: Stack, members: list[_Run], profiles: StepProfiles, training, device):
+        self.stack, self.members, self.profiles = stack, members, profiles
+        self.training, self.device = training, device
         self.train_x = members[0].data.train_x.to(device)  # the same images for every run
         self.train_y = torch.stack([r.data.train_y for r in members]).to(device)  # each run's labels
         self.steps = len(self.train_x) // training.batch_size  # drop the ragged last batch, as EpochStep
         self.term = PENALTY_TERMS.get(members[0].run.arm.get("regulariser"), "regulariser term")
 
-    def __call__(self, epoch: int, optimiser) -> tuple[list[StepLosses], torch.Tensor]:
+    def __call__(self, epoch: int, optimiser, generators) -> tuple[list[StepLosses], torch.Tensor]:
         """Per run its :class:`~neurobias.train.StepLosses` (checked by the caller) and its
-        epoch sums [loss, ce, penalty, correct, active steps]."""
+        epoch sums [loss, ce, penalty, correct, active steps]; ``generators``: each run's epoch
+        generator."""
         training, device, n, bs = self.training, self.device, len(self.members), self.training.batch_size
         regulariser = self.members[0].regulariser
-        generators = [epoch_generator(r.run.seed, epoch) for r in self.members]
+        oracle = oracle_of(regulariser)
+        pretraining = oracle is not None and oracle.in_pretraining(epoch)
         orders = torch.stack([torch.randperm(len(self.train_x), generator=g) for g in generators]).to(device)
-        self.stack.step_module.train()  # BatchNorm normalises with each batch's statistics and updates its own
+        step_module = self.stack.step_module
+        # BatchNorm normalises with each batch's statistics and updates its own (an oracle's frozen core excepted)
+        step_module.train()
+        enter_training_mode(step_module.net, oracle_of(step_module.reg), epoch)
+        step_module.pretraining = pretraining
         values = torch.zeros(n, self.steps, 3, device=device)  # per run and step: ce, penalty, total
         sums = torch.zeros(n, 5, device=device)
         for step in range(self.steps):
             idx = orders[:, step * bs:(step + 1) * bs]
             y = torch.gather(self.train_y, 1, idx)
-            draws = [draw_augmentation(bs, training, g) for g in generators]
-            x = apply_augmentation(self.train_x[idx.flatten()].float() / 255.0, training,
-                                   {key: torch.cat([d[key] for d in draws]) for key in draws[0]})
+            if pretraining:  # each run's corruptions and augmentation, drawn as in its own job
+                x = torch.stack([oracle_inputs(r.regulariser, self.train_x[i], training, g)
+                                 for r, i, g in zip(self.members, idx, generators)])
+            else:
+                draws = [draw_augmentation(bs, training, g) for g in generators]
+                x = apply_augmentation(self.train_x[idx.flatten()].float() / 255.0, training,
+                                       {key: torch.cat([d[key] for d in draws]) for key in draws[0]})
+                x = x.reshape(n, bs, *x.shape[1:])
             batches = regulariser.stimulus_batches(epoch, step) if regulariser is not None else 0
             rows = torch.stack([torch.stack([r.regulariser.stimulus_batch(g) for _ in range(batches)])
                                 if batches else torch.zeros(0, 0, dtype=torch.long, device=device)
                                 for r, g in zip(self.members, generators)]).to(device)
-            loss, ce, penalty, logits = self.stack.step(x.reshape(n, bs, *x.shape[1:]), y, rows)
+            loss, ce, penalty, logits = self.stack.step(x, y, rows, self.profiles.draws(self.members, pretraining, batches),
+                                                        idle=self.profiles(pretraining, batches).idle)
             optimiser.step()
             values[:, step] = torch.stack([ce, penalty, loss], 1).detach()
             correct = (logits.detach().argmax(-1) == y).sum(1).float()
             sums += torch.stack([loss.detach(), ce.detach(), penalty.detach(), correct,
-                                 torch.full_like(correct, float(batches > 0))], 1)
+                                 torch.full_like(correct, float(pretraining or batches > 0))], 1)
         return [StepLosses(self.steps, device, self.term, eager=False, values=values[k]) for k in range(n)], sums
 
 
-def _score(r: _Run, epoch: int, lr: float, losses: StepLosses, sums: torch.Tensor, training, progress: bool) -> bool:
+def _score(r: _Run, epoch: int, lr: float, losses: StepLosses, sums: torch.Tensor, training, device,
+           progress: bool) -> bool:
     """Run ``r``'s history row and best epoch after ``epoch``, as its own job makes them; False (and
     the run marked failed, the others going on) when one of its losses was not finite."""
     try:
@@ -571,7 +758,9 @@ def _score(r: _Run, epoch: int, lr: float, losses: StepLosses, sums: torch.Tenso
         loss, ce, penalty, correct, n_active = sums.tolist()
         epoch_sums = EpochSums(loss, ce, penalty, correct, n_active=int(n_active), steps=len(losses.values),
                                batch_size=training.batch_size)
-        row = {"epoch": epoch + 1, "lr": lr, **epoch_sums.history_entries(), **r.scores(epoch)}
+        with _own_random_state(r, device):  # a stochastic network scores with its own job's draws
+            scores = r.scores(epoch)
+        row = {"epoch": epoch + 1, "lr": lr, **epoch_sums.history_entries(), **scores}
     except NonFiniteLossError as error:
         print(f"stacked engine: {r.run.out_dir} failed: {error}", flush=True)
         r.failed = error

@@ -6,27 +6,23 @@ graph) checks every arm of a stacked study before any job starts.
 
 from __future__ import annotations
 
-from .layer_names import vone_enabled
-
-# Regularisers whose step is one function of the stacked tensors.
-STACKABLE_REGULARISERS = ("none", "similarity", "rsm")
+# Regularisers whose step the engine maps over the stack: every built-in one. A regulariser added
+# to neurobias.regularisers trains in a stack once it is listed here (and tests/test_stacked.py
+# shows that a stacked step is each run's own).
+STACKABLE_REGULARISERS = ("none", "similarity", "rsm", "mtl", "oracle")
 # Schedules whose rate is a function of the epoch alone, the same for every run of a stack.
 STACKABLE_SCHEDULES = ("constant", "cosine", "step")
 
 
 def unsupported_reason(arm_cfg: dict, model_cfg: dict, training_cfg: dict) -> str | None:
-    """Why the stacked engine cannot train this run (a sentence naming the field), or None."""
+    """Why the stacked engine cannot train this run (a sentence naming the field), or None.
+    Random layers of the config's architectures (VGG's dropout, a VOneBlock's noise, an MTL
+    readout's sampled positions) draw through :mod:`neurobias.models.random_draws`, which gives each
+    run of a stack its own job's numbers, so they stack."""
     kind = arm_cfg.get("regulariser", "none") or "none"
     if kind not in STACKABLE_REGULARISERS:
         return (f"regulariser {kind!r}: the stacked engine trains {', '.join(STACKABLE_REGULARISERS)} arms "
-                "(an MTL head and the oracle's two stages change the loop itself)")
-    # vone_enabled, not truthiness: `vone: {}` is the front end with every default
-    if vone_enabled(model_cfg.get("vone")):
-        return ("model.vone: a VOneBlock draws noise inside the network, which vmap cannot draw per run "
-                "as its own job does")
-    if str(model_cfg.get("architecture", "")).startswith("vgg"):
-        return (f"model.architecture {model_cfg['architecture']!r}: the VGG classifier's dropout draws random numbers "
-                "inside the network, which vmap cannot draw per run as its own job does")
+                "(list a new one in neurobias.stacking_rules.STACKABLE_REGULARISERS once its stacked step is tested)")
     schedule = (training_cfg.get("lr_schedule") or {}).get("kind", "constant")
     if schedule not in STACKABLE_SCHEDULES:
         return (f"training.lr_schedule.kind {schedule!r}: each run's rate would follow its own validation history; "

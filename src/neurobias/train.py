@@ -76,6 +76,11 @@ class TrainingConfig:
         return self.epochs + (oracle.pretrain_epochs if oracle is not None else 0)
 
 
+def training_memory_format(cfg: TrainingConfig) -> torch.memory_format:
+    """The one-model loop's layout of the network and its inputs (``training.channels_last``)."""
+    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+
 def resolve_precision(precision: str, device) -> str:
     """'bf16' or 'fp32' for this device: 'auto' picks bf16 only where it is native (emulated bf16
     on an old CPU is slower than fp32)."""
@@ -237,21 +242,36 @@ def _tap_channels(model, x: torch.Tensor, taps) -> dict[str, int]:
     return {t: int(f.shape[1]) for t, f in feats.items()}
 
 
-def _oracle_step(model, oracle, images_u8, y, cfg: TrainingConfig, g, memory_format, device, precision):
-    """One first-stage step of the oracle: clean + corrupted images for the cross-entropy, a second
-    corruption of the corrupted ones for the consistency term; both versions share one crop, flip
-    and rotation (augmented together as channels of one tensor)."""
+def oracle_inputs(oracle, images_u8, cfg: TrainingConfig, g) -> torch.Tensor:
+    """The images of one first-stage step of the oracle, drawn from ``g``: the batch (clean, then
+    corrupted) followed by a second corruption of its corrupted images; both versions share one
+    crop, flip and rotation (augmented together as channels of one tensor)."""
     first, second, n_corrupted = oracle.views(images_u8, g)
     b, c = first.shape[:2]
     padded = torch.cat([torch.zeros_like(first[: b - n_corrupted]), second])
     both = augment(torch.cat([first, padded], 1).float() / 255.0, cfg, g)
-    x = torch.cat([both[:, :c], both[b - n_corrupted:, c:]]).contiguous(memory_format=memory_format)
+    return torch.cat([both[:, :c], both[b - n_corrupted:, c:]])
+
+
+def oracle_loss(model, oracle, x: torch.Tensor, y: torch.Tensor, device, precision: str):
+    """One first-stage step's loss on :func:`oracle_inputs` ``x`` (the batch's ``len(y)`` images,
+    then the second versions): (total, cross-entropy on the batch, consistency, logits)."""
+    b = len(y)
     with autocast(device, precision):
         logits_all, feats = model.forward_taps(x, oracle.taps)
     logits = logits_all[:b].float()
     ce = F.cross_entropy(logits, y)
-    consistency = oracle.consistency(feats[oracle.taps[0]], b, n_corrupted)
+    consistency = oracle.consistency(feats[oracle.taps[0]], b, len(x) - b)
     return ce + oracle.weight * consistency, ce, consistency, logits
+
+
+def enter_training_mode(model, oracle, epoch: int) -> None:
+    """Training mode for ``epoch``'s steps, but an oracle's frozen core (its second stage) stays
+    in evaluation mode: its BatchNorm keeps its statistics."""
+    model.train()
+    if oracle is not None and not oracle.in_pretraining(epoch):
+        for block in oracle.core_modules(model):
+            block.eval()
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -538,10 +558,7 @@ class EpochStep:
         training, model, oracle, device = self.training, self.model, self.oracle, self.device
         pretraining = oracle is not None and oracle.in_pretraining(epoch)
         order = torch.randperm(len(self.train_x), generator=g).to(device)
-        model.train()
-        if oracle is not None and not pretraining:
-            for block in oracle.core_modules(model):
-                block.eval()  # frozen core: BatchNorm keeps its statistics
+        enter_training_mode(model, oracle, epoch)
         sums = torch.zeros(4, device=device)  # loss, ce, penalty, correct
         losses = StepLosses(self.steps, device, self.penalty_term, eager=device.type == "cpu")
         n_active = 0
@@ -551,8 +568,8 @@ class EpochStep:
             idx = order[step * training.batch_size:(step + 1) * training.batch_size]
             y = self.train_y[idx]
             if pretraining:
-                loss, ce, penalty, logits = _oracle_step(model, oracle, self.train_x[idx], y, training, g,
-                                                         self.memory_format, device, self.precision)
+                x = oracle_inputs(oracle, self.train_x[idx], training, g).contiguous(memory_format=self.memory_format)
+                loss, ce, penalty, logits = oracle_loss(model, oracle, x, y, device, self.precision)
                 active = True
             else:
                 loss, ce, penalty, logits, active = self._step(epoch, step, idx, y, g)
@@ -731,7 +748,7 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
                            target=target, diagnostic_target=diagnostic_target,
                            superclass_of_class=superclass_of_class, responses=(context or {}).get("responses"),
                            label_noise=arm.get("label_noise"), seed=seed)
-    memory_format = torch.channels_last if training.channels_last else torch.contiguous_format
+    memory_format = training_memory_format(training)
     run = start_run(data, arm=arm, model_cfg=model_cfg, training=training, seed=seed, device=device,
                     out_dir=out_dir, context=context, memory_format=memory_format)
     precision, checkpoint, model, regulariser = run.precision, run.checkpoint, run.model, run.regulariser

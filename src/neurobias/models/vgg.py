@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from .core_split import CoreSplit
+from .random_draws import Dropout
 
 # Configuration D: numbers are output channels at width 64, "M" a 2x2 stride-2 max-pool.
 CONFIG_D = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -94,7 +95,7 @@ class VGG(CoreSplit, nn.Module):
             self.features[name] = nn.Sequential(*mods)
             ch = out
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Linear(ch, ch), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        self.classifier = nn.Sequential(nn.Linear(ch, ch), nn.ReLU(inplace=True), Dropout(0.5),
                                         nn.Linear(ch, num_classes))
         self.head_init = head_init
         for m in self.modules():

@@ -88,6 +88,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..layer_names import VONE_OPTIONS, VONE_TAP, vone_enabled
+from .random_draws import normal_like
 
 # ---- empirical distributions (see the module docstring for the sources) ----
 ORIENTATION_BIN_CENTRES_DEG = np.array([0.0, 45.0, 90.0, 135.0])
@@ -281,7 +282,7 @@ class VOneBlock(nn.Module):
     def add_noise(self, a: torch.Tensor) -> torch.Tensor:
         """Poisson-like noise (variance ~ mean / noise_scale), then rectification."""
         r = self.noise_scale * a + self.noise_level
-        r = r + torch.sqrt(F.relu(r) + _NOISE_EPS) * torch.randn_like(r)
+        r = r + torch.sqrt(F.relu(r) + _NOISE_EPS) * normal_like(r)
         return F.relu((r - self.noise_level) / self.noise_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

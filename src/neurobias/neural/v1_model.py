@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from neurobias.models.random_draws import normal
 from neurobias.neural.recording import Recording
 
 __all__ = [
@@ -112,8 +113,7 @@ class GaussianReadout(nn.Module):
         """Readout positions, [B, K, 1, 2] (the grid layout F.grid_sample expects)."""
         mu = self.mu
         if self.training:
-            eps = torch.randn((batch_size, self.n_neurons, 2), device=mu.device, dtype=mu.dtype,
-                              generator=self.generator)
+            eps = normal((batch_size, self.n_neurons, 2), device=mu.device, dtype=mu.dtype, generator=self.generator)
             pos = mu.unsqueeze(0) + self.sigma.unsqueeze(0) * eps
         else:
             pos = mu.unsqueeze(0).expand(batch_size, -1, -1)
