@@ -548,20 +548,32 @@ def manipulation_seed(seed: int, name: str, level: float, block: int) -> int:
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
+def _predicted_classes(model, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int]:
+    """(the class ``model`` predicts for each image of ``x``, on the CPU; its number of outputs)."""
+    preds, n_classes = [], None
+    for j in range(0, len(x), batch_size):
+        logits = model(x[j:j + batch_size])
+        n_classes = logits.shape[1]
+        preds.append(logits.argmax(1).cpu())
+    return torch.cat(preds), n_classes
+
+
 @torch.no_grad()
-def manipulation_accuracy(model, images: torch.Tensor, labels: torch.Tensor,
-                          manipulations: dict[str, Sequence[float] | None] | Sequence[str] | None = None,
-                          seed: int = 0, device="cpu", batch_size: int = 500, block_size: int = 250,
-                          progress: bool = True) -> list[dict]:
-    """``[{"manipulation", "level", "accuracy", "entropy_bits", "n"}, ...]`` for uint8 (or [0, 1]
-    float) images ``[N, C, H, W]``.
+def manipulation_accuracies(models, images: torch.Tensor, labels: torch.Tensor,
+                            manipulations: dict[str, Sequence[float] | None] | Sequence[str] | None = None,
+                            seed: int = 0, device="cpu", batch_size: int = 500, block_size: int = 250,
+                            progress: bool = True) -> list[list[dict]]:
+    """For each model, ``[{"manipulation", "level", "accuracy", "entropy_bits", "n"}, ...]`` for
+    uint8 (or [0, 1] float) images ``[N, C, H, W]``.
 
     ``manipulations`` maps names of :data:`MANIPULATIONS` to levels (None: the defaults); a list of
     names or None (all) takes the defaults. Images are manipulated in blocks of ``block_size`` with a
     CPU generator seeded by ``(seed, name, level, block index)``, so every model -- whatever its
-    ``batch_size`` or device -- sees the same manipulated images. ``power_equalisation`` uses the
-    mean amplitude spectrum of all ``images``. ``entropy_bits`` is :func:`response_entropy` of the
-    predictions over the model's number of outputs."""
+    ``batch_size`` or device -- sees the same manipulated images; each block is made once and
+    scored by every model (the seeds of one arm in one job). ``power_equalisation`` uses the mean
+    amplitude spectrum of all ``images``. ``entropy_bits`` is :func:`response_entropy` of the
+    predictions over the model's number of outputs. Stochastic models (a VOneBlock's noise, drawn
+    from torch's global generator) draw in the order of the models, block by block."""
     if manipulations is None:
         manipulations = {name: None for name in MANIPULATIONS}
     elif not isinstance(manipulations, dict):
@@ -569,9 +581,10 @@ def manipulation_accuracy(model, images: torch.Tensor, labels: torch.Tensor,
     unknown = sorted(set(manipulations) - set(MANIPULATIONS))
     if unknown:
         raise ValueError(f"unknown manipulations {unknown}; known: {sorted(MANIPULATIONS)}")
-    model.eval()
+    for model in models:
+        model.eval()
     labels = torch.as_tensor(labels).cpu()
-    out = []
+    out = [[] for _ in models]
     jobs = [(name, float(level)) for name, levels in manipulations.items()
             for level in (MANIPULATIONS[name].levels if levels is None else levels)]
     extra = {}
@@ -582,16 +595,24 @@ def manipulation_accuracy(model, images: torch.Tensor, labels: torch.Tensor,
             if "mean_amplitude" not in extra:
                 extra["mean_amplitude"] = mean_amplitude_spectrum(images, block_size=block_size, device=device)
             kwargs["mean_amplitude"] = extra["mean_amplitude"]
-        preds, n_classes = [], None
+        blocks = []  # per block, each model's (predictions, n_classes)
         for b, start in enumerate(range(0, len(images), block_size)):
             g = torch.Generator().manual_seed(manipulation_seed(seed, name, level, b))
             x = fn(_as_float01(images[start:start + block_size]).to(device), level, g, **kwargs)
-            for j in range(0, len(x), batch_size):
-                logits = model(x[j:j + batch_size])
-                n_classes = logits.shape[1]
-                preds.append(logits.argmax(1).cpu())
-        preds = torch.cat(preds)
-        out.append({"manipulation": name, "level": level,
-                    "accuracy": float((preds == labels[:len(preds)]).double().mean()),
-                    "entropy_bits": response_entropy(preds, n_classes), "n": len(preds)})
+            blocks.append([_predicted_classes(model, x, batch_size) for model in models])
+        for m in range(len(models)):
+            preds, n_classes = torch.cat([block[m][0] for block in blocks]), blocks[-1][m][1]
+            out[m].append({"manipulation": name, "level": level,
+                           "accuracy": float((preds == labels[:len(preds)]).double().mean()),
+                           "entropy_bits": response_entropy(preds, n_classes), "n": len(preds)})
     return out
+
+
+def manipulation_accuracy(model, images: torch.Tensor, labels: torch.Tensor,
+                          manipulations: dict[str, Sequence[float] | None] | Sequence[str] | None = None,
+                          seed: int = 0, device="cpu", batch_size: int = 500, block_size: int = 250,
+                          progress: bool = True) -> list[dict]:
+    """``[{"manipulation", "level", "accuracy", "entropy_bits", "n"}, ...]`` for one model (see
+    :func:`manipulation_accuracies`)."""
+    return manipulation_accuracies([model], images, labels, manipulations, seed, device, batch_size, block_size,
+                                   progress)[0]
