@@ -41,6 +41,19 @@ def test_normal_like_is_randn_like_in_either_layout(layout):
     assert torch.equal(expected, normal((16, 20, 2), device="cpu", dtype=torch.float32))
 
 
+def test_draws_for_inputs_that_are_not_dense_take_torch_s_layout_too():
+    x = torch.randn(4, 6, 8, 8)[:, ::2]  # a slice: empty_like lays it out contiguously
+    torch.manual_seed(6)
+    expected = torch.randn_like(x)
+    torch.manual_seed(6)
+    assert torch.equal(normal_like(x), expected)
+    wide = torch.randn(1, 10).expand(4, 10)  # an expanded tensor: one element, many places
+    torch.manual_seed(6)
+    expected = F.dropout(wide, 0.5, training=True)
+    torch.manual_seed(6)
+    assert torch.equal(Dropout(0.5).train()(wide), expected)
+
+
 def test_recorded_draws_replay_to_the_same_numbers_from_the_same_state():
     """The stacked engine records one step's draws and replays them for each run: in a
     channels_last tensor, randn_like's numbers land by memory order, and so do the replayed ones."""

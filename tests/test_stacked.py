@@ -233,9 +233,33 @@ def test_a_stacked_run_on_vgg_follows_its_own_job_and_resumes_bit_for_bit(kind, 
         assert np.allclose(h[numeric], h_alone[numeric], rtol=1e-5, atol=1e-5)
         x, y = model_bytes(run.out_dir / "model.pt"), model_bytes(alone_dir / "model.pt")
         assert all(torch.allclose(x[k].float(), y[k].float(), rtol=1e-4, atol=1e-5) for k in x)
+        if kind == "mtl":  # and the neural head kept beside the classifier
+            heads = [torch.load(d / "model.pt", weights_only=True)["neural_head"] for d in (run.out_dir, alone_dir)]
+            assert all(torch.allclose(heads[0][k], heads[1][k], rtol=1e-4, atol=1e-5) for k in heads[1])
         assert (run.out_dir / "history.csv").read_bytes() == (again.out_dir / "history.csv").read_bytes()
         z = model_bytes(again.out_dir / "model.pt")
         assert all(torch.equal(x[k], z[k]) for k in x)
+
+
+def test_a_stacked_vone_run_scores_with_its_own_job_s_noise(task, tmp_path):
+    """A VOneBlock draws noise when scored too (validation, the held-out similarity fit), in the
+    layout of the stimuli: the stack scores in the one-model loop's (channels_last), so with the
+    weights unchanged (rate 0) each run's history is its own job's up to rounding (measured:
+    1e-6), where noise drawn in the stack's NCHW layout moves the held-out fit by about 1e-2."""
+    from dataclasses import replace
+    from neurobias.train import train_arm
+    still = replace(CFG, epochs=1, lr=0.0)
+    arm = {"regulariser": "similarity", "alpha": 1.0, "layers": ["V1"], "stimulus_batch_size": 8}
+    vone = {**CORNET, "vone": {"simple_channels": 8, "complex_channels": 8}}
+    runs = runs_of(arm, vone, task["diagnostic_target"], tmp_path / "stacked", seeds=(3, 4))
+    train_runs(runs, training=still, device="cpu", progress=False, engine="stacked", **task)
+    for run in runs:
+        alone_dir = tmp_path / "alone" / run.out_dir.name
+        train_arm(arm=run.arm, model_cfg=run.model_cfg, training=still, seed=run.seed, target=run.target,
+                  device="cpu", out_dir=alone_dir, progress=False, **task)
+        h, h_alone = pd.read_csv(run.out_dir / "history.csv"), pd.read_csv(alone_dir / "history.csv")
+        numeric = [c for c in h.columns if c != "epoch"]
+        assert np.allclose(h[numeric], h_alone[numeric], rtol=1e-5, atol=1e-5)
 
 
 def runs_of(arm, model_cfg, target, out, seeds=(3, 4, 5), context=None, label_noise=None):

@@ -40,7 +40,8 @@ What it does not train (:func:`neurobias.stacking_rules.unsupported_reason`, che
 config): the plateau schedule (each run's rate would follow its own validation history), a
 regulariser not yet listed in :data:`neurobias.stacking_rules.STACKABLE_REGULARISERS`, and a user's
 network whose layers draw random numbers directly from torch rather than through
-:mod:`.models.random_draws` (refused when the job starts). Those packs use the sequential engine.
+:mod:`.models.random_draws` (torch.nn dropout is refused when the job starts; any other direct draw
+stops the first stacked step with vmap's randomness error). Those packs use the sequential engine.
 
 Memory: a stack holds N networks' activations at once. Before training, :func:`memory_plan` finds
 one run's share: on a GPU measured by CUDA's allocator (after a warm-up step, the peak of a stacked
@@ -206,15 +207,18 @@ def throwaway_inputs(regulariser, images_u8: torch.Tensor, training, pretraining
 
 
 def profile_step(model: nn.Module, regulariser, x, y, stimulus_rows, stimuli: torch.Tensor, training, device,
-                 precision: str, pretraining: bool = False) -> StepProfile:
-    """One step of the one-model loop (in its layout, :func:`~neurobias.train.training_memory_format`)
-    on copies of ``model`` and ``regulariser``: nothing of theirs, and not the global random state,
-    changes."""
+                 precision: str, epoch: int = 0) -> StepProfile:
+    """One step of epoch ``epoch`` of the one-model loop (in its layout,
+    :func:`~neurobias.train.training_memory_format`, and its modes, an oracle's frozen core in
+    evaluation mode) on copies of ``model`` and ``regulariser``: nothing of theirs, and not the
+    global random state, changes."""
     layout, device = training_memory_format(training), torch.device(device)
     model, regulariser = copy.deepcopy(model).to(memory_format=layout), copy.deepcopy(regulariser)
     step_module = _StepModule(model, regulariser, stimuli.contiguous(memory_format=layout), device, precision)
+    oracle = oracle_of(regulariser)
     step_module.train()
-    step_module.pretraining = pretraining
+    enter_training_mode(model, oracle, epoch)
+    step_module.pretraining = oracle is not None and oracle.in_pretraining(epoch)
     with _forked_random_state(device), random_draws.recording() as recorder:
         loss, _ = step_module(x.contiguous(memory_format=layout), y, list(stimulus_rows), None)
         loss.backward()
@@ -224,27 +228,37 @@ def profile_step(model: nn.Module, regulariser, x, y, stimulus_rows, stimuli: to
 
 class StepProfiles:
     """The :class:`StepProfile` of a stack's steps, one per kind (an oracle's first stage or not,
-    the number of stimulus batches), made on a copy of the stack's first run; and each run's own
-    random numbers for a step, replayed from its own random state in the loop's order."""
+    the number ``k`` of stimulus batches), made on a copy of the stack's first run; and each run's
+    own random numbers for a step, replayed from its own random state in the loop's order."""
 
     def __init__(self, first: _Run, stimuli: torch.Tensor, training, device, precision: str):
         # copied before the runs become views of the stack; a batch of its images for the shapes
         self.model, self.regulariser = copy.deepcopy(first.model), copy.deepcopy(first.regulariser)
+        self.oracle = oracle_of(self.regulariser)
         n = min(training.batch_size, len(first.data.train_x))
         self.images, self.y = first.data.train_x[:n].to(device), first.data.train_y[:n].to(device)
-        self.stimuli, self.training, self.device, self.precision = stimuli, training, device, precision
+        self.stimuli, self.training, self.device, self.precision = stimuli.to(device), training, device, precision
         self.profiles: dict[tuple[bool, int], StepProfile] = {}
 
-    def __call__(self, pretraining: bool, k: int) -> StepProfile:
-        if (pretraining, k) not in self.profiles:
-            x, rows = throwaway_inputs(self.regulariser, self.images, self.training, pretraining, k)
-            self.profiles[pretraining, k] = profile_step(self.model, self.regulariser, x, self.y, rows, self.stimuli,
-                                                         self.training, self.device, self.precision, pretraining)
-        return self.profiles[pretraining, k]
+    def kind(self, epoch: int, k: int) -> tuple[bool, int]:
+        """(an oracle's first stage, k): what a step's draws and idle parameters depend on."""
+        return self.oracle is not None and self.oracle.in_pretraining(epoch), k
 
-    def draws(self, members: list[_Run], pretraining: bool, k: int) -> list[torch.Tensor]:
+    def inputs(self, epoch: int, k: int):
+        """(x, y, stimulus rows) of a step of that kind, drawn from a throwaway generator."""
+        x, rows = throwaway_inputs(self.regulariser, self.images, self.training, *self.kind(epoch, k))
+        return x, self.y, rows
+
+    def __call__(self, epoch: int, k: int) -> StepProfile:
+        if self.kind(epoch, k) not in self.profiles:
+            self.profiles[self.kind(epoch, k)] = profile_step(self.model, self.regulariser, *self.inputs(epoch, k),
+                                                               self.stimuli, self.training, self.device,
+                                                               self.precision, epoch)
+        return self.profiles[self.kind(epoch, k)]
+
+    def draws(self, members: list[_Run], epoch: int, k: int) -> list[torch.Tensor]:
         """The runs' random numbers in a step of that kind (:func:`runs_draws`)."""
-        return runs_draws(members, self(pretraining, k).draws, self.device)
+        return runs_draws(members, self(epoch, k).draws, self.device)
 
 
 def runs_draws(members: list[_Run], recorded: list[random_draws.Draw], device) -> list[torch.Tensor]:
@@ -409,18 +423,14 @@ class ProbeStep:
         """The largest step of the run from where it starts (an oracle's first stage is larger
         than its second; the most stimulus batches of the first steps)."""
         device = torch.device(device)
-        n = min(training.batch_size, len(r.data.train_x))
-        images, y = r.data.train_x[:n].to(device), r.data.train_y[:n].to(device)
-        reg, oracle = r.regulariser, oracle_of(r.regulariser)
-        pretraining = oracle is not None and oracle.in_pretraining(len(r.history))
+        profiles = StepProfiles(r, stimuli, training, device, resolve_precision(training.precision, device))
+        epoch, reg = len(r.history), r.regulariser
         batches = max(reg.stimulus_batches(0, s) for s in range(2)) if reg is not None else 0
-        x, rows = throwaway_inputs(reg, images, training, pretraining, batches)
-        stimuli = stimuli.to(device)
-        profile = profile_step(r.model, reg, x, y, rows, stimuli, training, device,
-                               resolve_precision(training.precision, device), pretraining)
+        x, y, rows = profiles.inputs(epoch, batches)
         with _forked_random_state(device):
-            draws = random_draws.replay(profile.draws)
-        return cls(x, y, rows, stimuli, draws, _tensor_bytes([r.data.train_x, stimuli]), pretraining)
+            draws = random_draws.replay(profiles(epoch, batches).draws)
+        return cls(x, y, rows, profiles.stimuli, draws, _tensor_bytes([r.data.train_x, stimuli]),
+                   profiles.kind(epoch, batches)[0])
 
 
 # On a CPU no allocator reports a peak, so the plan counts tensors (:func:`_counted_per_run`) and
@@ -654,10 +664,12 @@ def _train_stack(members: list[_Run], stimuli: torch.Tensor, training, device, p
     for name, p in stack.params.items():  # a resumed stack continues each run's momentum
         if all(name in r.optimiser_state for r in members):
             optimiser.state[p]["momentum_buffer"] = torch.stack([r.optimiser_state[name] for r in members]).to(p)
+    # scored on the stimuli in the one-model loop's layout: a VOneBlock draws its noise in it
+    scored_stimuli = stimuli.contiguous(memory_format=training_memory_format(training))
     for r in members:
         r.optimiser_state = {}  # now in the stacked optimiser
-        r.scores = EpochScores(r.model, r.regulariser, r.data, stimuli, diagnostic_taps(r.run.arm, r.run.model_cfg),
-                               training, device)
+        r.scores = EpochScores(r.model, r.regulariser, r.data, scored_stimuli,
+                               diagnostic_taps(r.run.arm, r.run.model_cfg), training, device)
     run_epoch = StackedEpoch(stack, members, profiles, training, device)
     oracle = oracle_of(first.regulariser)
     for epoch in range(len(first.history), training.total_epochs(oracle)):
@@ -720,7 +732,7 @@ class StackedEpoch:
         step_module = self.stack.step_module
         # BatchNorm normalises with each batch's statistics and updates its own (an oracle's frozen core excepted)
         step_module.train()
-        enter_training_mode(step_module.net, oracle_of(step_module.reg), epoch)
+        enter_training_mode(step_module.net, oracle, epoch)
         step_module.pretraining = pretraining
         values = torch.zeros(n, self.steps, 3, device=device)  # per run and step: ce, penalty, total
         sums = torch.zeros(n, 5, device=device)
@@ -739,8 +751,8 @@ class StackedEpoch:
             rows = torch.stack([torch.stack([r.regulariser.stimulus_batch(g) for _ in range(batches)])
                                 if batches else torch.zeros(0, 0, dtype=torch.long, device=device)
                                 for r, g in zip(self.members, generators)]).to(device)
-            loss, ce, penalty, logits = self.stack.step(x, y, rows, self.profiles.draws(self.members, pretraining, batches),
-                                                        idle=self.profiles(pretraining, batches).idle)
+            loss, ce, penalty, logits = self.stack.step(x, y, rows, self.profiles.draws(self.members, epoch, batches),
+                                                        idle=self.profiles(epoch, batches).idle)
             optimiser.step()
             values[:, step] = torch.stack([ce, penalty, loss], 1).detach()
             correct = (logits.detach().argmax(-1) == y).sum(1).float()

@@ -121,7 +121,9 @@ def _draw_like(kind: str, x: torch.Tensor, p: float = 0.0) -> torch.Tensor:
     # inside the stacked step x is one run's slice of a vmapped tensor, which has no strides; a
     # supplied draw needs only the shape
     supplying = bool(_source) and isinstance(_source[-1], _Supplier)
-    return _draw(Draw(kind, tuple(x.shape), () if supplying else tuple(x.stride()), x.dtype, x.device, p))
+    # empty_like's layout, as the calls these stand for: x's strides where x is dense, else contiguous
+    stride = () if supplying else torch.empty_like(x).stride()
+    return _draw(Draw(kind, tuple(x.shape), tuple(stride), x.dtype, x.device, p))
 
 
 def dropout_mask(x: torch.Tensor, p: float) -> torch.Tensor:
