@@ -193,19 +193,6 @@ class StepProfile:
     idle: list[str]
 
 
-def throwaway_inputs(regulariser, images_u8: torch.Tensor, training, pretraining: bool, k: int):
-    """A step's inputs of the right shapes, drawn from a throwaway generator: (x, stimulus rows
-    [k, batch]): an oracle's first-stage images when ``pretraining``, else an augmented batch and
-    ``k`` stimulus batches."""
-    g = torch.Generator().manual_seed(0)
-    if pretraining:
-        return oracle_inputs(regulariser, images_u8, training, g), torch.zeros(0, 0, dtype=torch.long)
-    x = augment(images_u8.float() / 255.0, training, g)
-    rows = (torch.stack([regulariser.stimulus_batch(g).cpu() for _ in range(k)]) if k
-            else torch.zeros(0, 0, dtype=torch.long))
-    return x, rows.to(images_u8.device)
-
-
 def profile_step(model: nn.Module, regulariser, x, y, stimulus_rows, stimuli: torch.Tensor, training, device,
                  precision: str, epoch: int = 0) -> StepProfile:
     """One step of epoch ``epoch`` of the one-model loop (in its layout,
@@ -245,16 +232,22 @@ class StepProfiles:
         return self.oracle is not None and self.oracle.in_pretraining(epoch), k
 
     def inputs(self, epoch: int, k: int):
-        """(x, y, stimulus rows) of a step of that kind, drawn from a throwaway generator."""
-        x, rows = throwaway_inputs(self.regulariser, self.images, self.training, *self.kind(epoch, k))
+        """(x, y, stimulus rows [k, batch]) of a step of that kind, drawn from a throwaway
+        generator: an oracle's first-stage images, or an augmented batch and its stimulus batches."""
+        g = torch.Generator().manual_seed(0)
+        no_rows = torch.zeros(0, 0, dtype=torch.long, device=self.images.device)
+        if self.kind(epoch, k)[0]:
+            return oracle_inputs(self.regulariser, self.images, self.training, g), self.y, no_rows
+        x = augment(self.images.float() / 255.0, self.training, g)
+        rows = torch.stack([self.regulariser.stimulus_batch(g).to(no_rows.device) for _ in range(k)]) if k else no_rows
         return x, self.y, rows
 
     def __call__(self, epoch: int, k: int) -> StepProfile:
-        if self.kind(epoch, k) not in self.profiles:
-            self.profiles[self.kind(epoch, k)] = profile_step(self.model, self.regulariser, *self.inputs(epoch, k),
-                                                               self.stimuli, self.training, self.device,
-                                                               self.precision, epoch)
-        return self.profiles[self.kind(epoch, k)]
+        kind = self.kind(epoch, k)
+        if kind not in self.profiles:
+            self.profiles[kind] = profile_step(self.model, self.regulariser, *self.inputs(epoch, k), self.stimuli,
+                                               self.training, self.device, self.precision, epoch)
+        return self.profiles[kind]
 
     def draws(self, members: list[_Run], epoch: int, k: int) -> list[torch.Tensor]:
         """The runs' random numbers in a step of that kind (:func:`runs_draws`)."""
