@@ -92,16 +92,11 @@ def main() -> None:
     print(per_rule.round(1).to_string())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{"benchmark": "demo_end_to_end", "quantity": "wall_seconds", "value": round(total, 2),
-             "cores": args.cores},
-            {"benchmark": "demo_end_to_end", "quantity": "cpu_seconds", "value": round(cpu_seconds, 2),
-             "cores": args.cores},
-            {"benchmark": "demo_end_to_end", "quantity": "job_seconds_sum", "value": round(jobs["seconds"].sum(), 2),
-             "cores": args.cores},
-            {"benchmark": "demo_end_to_end", "quantity": "snakemake_startup_seconds", "value": round(startup, 2),
-             "cores": args.cores}]
-    rows += [{"benchmark": "demo_end_to_end", "quantity": f"job_seconds_sum:{job}", "value": round(s, 2),
-              "cores": args.cores} for job, s in per_rule["sum"].items()]
+    quantities = {"wall_seconds": total, "cpu_seconds": cpu_seconds, "job_seconds_sum": jobs["seconds"].sum(),
+                  "snakemake_startup_seconds": startup,
+                  **{f"job_seconds_sum:{job}": s for job, s in per_rule["sum"].items()}}
+    rows = [{"benchmark": "demo_end_to_end", "quantity": q, "value": round(v, 2), "cores": args.cores}
+            for q, v in quantities.items()]
     pd.DataFrame(rows).to_csv(out, index=False)
     print(f"written {out}")
 
