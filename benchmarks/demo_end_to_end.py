@@ -12,6 +12,7 @@ Target (issue: the demo chain): <= 10 minutes on the 2-core reference machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -52,10 +53,16 @@ def main() -> None:
     ap.add_argument("--configfile", default=str(ROOT / "config.yaml"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "demo_end_to_end.csv"))
     ap.add_argument("--keep", help="copy the run's figures/ and results/stats here")
+    ap.add_argument("--workdir", help="run in this new directory and keep all of it (for "
+                    "benchmarks/schedule_replay.py) instead of a temporary one")
     args = ap.parse_args()
     startup = snakemake_startup_seconds()
-    with tempfile.TemporaryDirectory(prefix="neurobias-demo-") as tmp:
+    if args.workdir and Path(args.workdir).exists() and any(Path(args.workdir).iterdir()):
+        sys.exit(f"--workdir {args.workdir}: not empty (the run starts from nothing)")
+    with (contextlib.nullcontext(args.workdir) if args.workdir
+          else tempfile.TemporaryDirectory(prefix="neurobias-demo-")) as tmp:
         work = Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
                "--configfile", args.configfile, "--cores", str(args.cores), "--quiet", "progress"]
         # numba's compiled CPU kernels (corruptions) start from an empty cache too, as on a new checkout

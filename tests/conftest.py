@@ -64,8 +64,14 @@ def dry_run_counts(workdir, config) -> dict[str, str]:
     r = snakemake(workdir, "-n", config=config, cores=False)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
-    return dict(line.split()[:2] for line in out.splitlines()
-                if len(line.split()) == 2 and line.split()[1].isdigit())
+    return job_table(out)
+
+
+def job_table(out: str) -> dict[str, str]:
+    """{rule: number of jobs} from the job table of Snakemake's output (a job's own fields,
+    "jobid: 5", "priority: 100", are not rows of it)."""
+    return dict(line.split() for line in out.splitlines()
+                if len(line.split()) == 2 and line.split()[1].isdigit() and not line.split()[0].endswith(":"))
 
 
 def training_jobs(counts: dict[str, str]) -> int:

@@ -60,3 +60,45 @@ def test_packed_training_benchmark_times_both_sides_and_compares_their_models(tm
     import re
     printed = float(re.search(r"pack 2 / pack 1 \(median of 1\): ([0-9.]+)x", run.stdout).group(1))
     assert printed == pytest.approx(df.loc[2, "models_per_hour"] / df.loc[1, "models_per_hour"], abs=0.01)
+
+
+def _brute_force_best_set(ready, threads, priority, free):
+    """Every subset of the ready jobs: the scheduler's objective checked exhaustively."""
+    import itertools
+    fitting = (s for k in range(len(ready) + 1) for s in itertools.combinations(ready, k)
+               if sum(threads[j] for j in s) <= free)
+    return max((sum(priority[j] for j in s), sum(threads[j] for j in s)) for s in fitting)
+
+
+def test_schedule_replay_picks_the_jobs_snakemakes_objective_picks():
+    import random
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from schedule_replay import best_set
+    # the 2-thread V1 fit (10000) beats two 1-core similarity jobs (1000 each) for two free cores
+    threads, priority = {0: 2, 1: 1, 2: 1}, {0: 10000, 1: 1000, 2: 1000}
+    assert best_set([1, 2, 0], threads, priority, 2) == (0,)
+    assert set(best_set([1, 2, 0], threads, priority, 1)) == {1}  # one core: the fit does not fit
+    rng = random.Random(0)
+    for _ in range(200):
+        n, free = rng.randint(1, 7), rng.randint(1, 4)
+        threads = {j: rng.randint(1, 3) for j in range(n)}
+        priority = {j: rng.choice([0, 1, 10, 100]) for j in range(n)}
+        chosen = best_set(list(range(n)), threads, priority, free)
+        assert sum(threads[j] for j in chosen) <= free
+        key = (sum(priority[j] for j in chosen), sum(threads[j] for j in chosen))
+        assert key == _brute_force_best_set(list(range(n)), threads, priority, free)
+
+
+@pytest.mark.slow
+def test_schedule_replay_replays_a_finished_run_both_ways(tiny_local_run, tmp_path):
+    out = tmp_path / "replay.csv"
+    run = run_benchmark("schedule_replay.py", "--run", tiny_local_run, "--configfile", TINY, "--orders", "3",
+                        "--out", out)
+    df = pd.read_csv(out)
+    assert sorted(df.side.unique()) == ["no priorities", "stage priorities"] and len(df) == 6
+    import re
+    work = float(re.search(r"([0-9.]+) core-seconds of work", run.stdout).group(1))
+    assert work > 0
+    # no order beats the cores' share of the work; idle time is what the order leaves on the table
+    assert (df.wall_seconds >= work / 2 - 0.01).all()
+    assert df.idle_core_seconds.to_numpy() == pytest.approx(2 * df.wall_seconds.to_numpy() - work, abs=0.05)

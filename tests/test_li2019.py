@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, snakemake, training_jobs
+from conftest import ROOT, job_table, snakemake, training_jobs
 from neurobias.data import load_split
 from neurobias.neural.recording import Recording
 from test_real_datasets import cifar100  # noqa: F401  (fixture: a CIFAR-100 archive in the upstream layout)
@@ -30,8 +30,7 @@ def test_preset_dry_run_lists_the_whole_grid_without_data(tmp_path):
     r = snakemake(tmp_path, "-n", config=PRESET, cores=False)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
-    counts = dict(line.split()[:2] for line in out.splitlines()
-                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    counts = job_table(out)
     # 5 arms x 5 seeds + 3 arms x 5 seeds, an arm's 5 seeds to a job (pack: 5)
     assert "train" not in counts and training_jobs(counts) == 8
     assert counts["evaluate_gaussian_noise"] == "8"  # one per arm, all its seeds

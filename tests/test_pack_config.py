@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from conftest import TINY, snakemake
+from conftest import TINY, job_table, snakemake
 from neurobias.config import ConfigError, validate_config
 from neurobias.rule_params import pack_training, training_packs, trains_in_packs
 
@@ -148,6 +148,5 @@ def test_pack_auto_is_one_job_per_group_and_the_engine_is_a_param_that_retrains(
     r = snakemake(work, "-n", *models, config=configs["stacked"], cores=False)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
-    counts = dict(line.split() for line in out.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit())
-    assert {rule: n for rule, n in counts.items() if rule != "jobid:"} == {"train_pack__tiny__0": "1", "total": "1"}
+    assert job_table(out) == {"train_pack__tiny__0": "1", "total": "1"}
     assert "params have changed" in out.lower(), out[-3000:]

@@ -195,7 +195,7 @@ def test_packed_workflow_writes_the_same_files_as_one_job_per_model(tiny_local_r
     assert {k: v for k, v in counts.items() if k.startswith("train")} == \
         {"train_pack__tiny__0": "1", "train_pack__tiny__1": "1", "train_pack__tiny__2": "1"}
     from neurobias.jobs import JOBS, job_name
-    assert all(job_name(rule) in JOBS for rule in counts if rule not in ("all", "total", "jobid:"))
+    assert all(job_name(rule) in JOBS for rule in counts if rule not in ("all", "total"))
     # one model's target builds its pack (neural_model seed 1, neural_data seeds 0 and 1), nothing else
     one = "results/train/tiny/neural_model/seed1/model.pt"
     r = snakemake(work, one, config=config)

@@ -183,7 +183,7 @@ def test_a_config_change_reruns_exactly_what_it_affects(tiny_local_run, tmp_path
         assert "Nothing to be done" in out, out[-3000:]
         return
     counts = {rule: int(n) for rule, n in dry_run_counts(tiny_local_run, changed).items()
-              if rule not in ("all", "total", "jobid:")}
+              if rule not in ("all", "total")}
     assert counts == expected
 
 
@@ -232,3 +232,28 @@ def test_kill_9_of_snakemake_then_unlock_resumes_to_the_same_model(tiny_local_ru
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
     history = "results/train/tiny/neural_model/seed1/history.csv"
     assert (work / history).read_text() == (runs["uninterrupted"] / history).read_text()
+
+
+def test_ready_jobs_start_in_stage_order(tmp_path):
+    """Every job of the default run carries its stage's priority, earlier stages higher: Snakemake
+    starts upstream jobs and training packs before the short evaluations and figures that fill the
+    cores at the end (docs/performance.md)."""
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from schedule_replay import job_blocks
+    r = snakemake(tmp_path, "-n", config=ROOT / "config.yaml", cores=False)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    jobs = job_blocks(r.stdout + r.stderr).values()
+    stages = [lambda rule: rule in ("make_dataset", "make_recording", "fit_v1_model"),
+              lambda rule: rule in ("similarity", "similarity_diagnostics", "oracle_targets"),
+              lambda rule: rule.startswith("train"),
+              lambda rule: rule.startswith("evaluate_") or rule == "brain_likeness",
+              lambda rule: rule.startswith("stats") or rule == "brain_likeness_analysis",
+              lambda rule: rule.startswith("figure_")]
+    priorities = []
+    for in_stage in stages:
+        found = {job["priority"] for job in jobs if in_stage(job["rule"])}
+        assert len(found) == 1, found  # one priority per stage
+        priorities.append(found.pop())
+    assert priorities == sorted(priorities, reverse=True) and len(set(priorities)) == len(stages)
+    assert all(any(in_stage(job["rule"]) for in_stage in stages) for job in jobs if job["rule"] != "all")

@@ -233,9 +233,14 @@ def similarity(*, recording, target, kind: str, options: dict, v1_model=None, mo
     from .neural.recording import Recording
     from .neural.rsm import TEACHERS, teacher_rsm
     from .neural.similarity import neural_similarity, shuffle_responses, shuffle_similarity
-    from .neural.v1_model import load_v1_model, predict_responses
+    # Only the kinds that run a network load torch (and have a device); the others are numpy on
+    # the CPU and start about 3 s faster without it.
+    runs_a_network = kind in ("model", "responses_model", "vgg")
+    if runs_a_network:
+        from .neural.v1_model import load_v1_model, predict_responses
+        from .neural.vgg_similarity import vgg_similarity
     started = time.time()
-    device = resolve_device(device)
+    device = resolve_device(device) if runs_a_network else "cpu"
     rec = Recording.load(recording)
     if kind == "model":
         s = neural_similarity(predict_responses(load_v1_model(v1_model, device), rec.images, device))
@@ -251,7 +256,6 @@ def similarity(*, recording, target, kind: str, options: dict, v1_model=None, mo
         s = teacher_rsm(kind, rec.trial_average(), metric=options["rsm_metric"], seed=options["shuffle_seed"],
                         gaussian_other=options.get("gaussian_other"))
     elif kind == "vgg":
-        from .neural.vgg_similarity import vgg_similarity
         # no weights file: the config asked for a randomly initialised VGG-19 (tests, control)
         s = vgg_similarity(rec.images, options["image_size"], vgg_weights or None, seed=options["shuffle_seed"],
                            device=device)

@@ -42,6 +42,7 @@ rule brain_likeness:
         **job_resources("gpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["evaluation"]
     script:
         JOB_SCRIPT
 
@@ -71,6 +72,7 @@ rule brain_likeness_analysis:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["statistics"]
     script:
         JOB_SCRIPT
 
@@ -97,6 +99,7 @@ rule figure_dapello:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["figures"]
     script:
         JOB_SCRIPT
 
@@ -124,5 +127,6 @@ rule figure_geirhos:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["figures"]
     script:
         JOB_SCRIPT

@@ -27,6 +27,23 @@ DEVICE = config["device"]
 JOB_SCRIPT = "../scripts/run.py"
 
 
+# The order in which ready jobs start: earlier stages first. Among the jobs whose inputs exist,
+# Snakemake starts the set with the largest summed priority that fits the free cores (ties broken
+# arbitrarily). Without an order, short evaluations and figures took cores while training packs
+# waited, and the run ended on one busy core with the other idle (the default run on 2 cores:
+# 63.4 core-seconds idle, 35.0 with this order; docs/performance.md). Upstream jobs gate everything
+# after them, and the later stages' short jobs fill the cores best at the end
+# (benchmarks/schedule_replay.py replays a finished run both ways).
+# Each level is ten times the next, so one job of an earlier stage outweighs a set of later ones
+# (the 2-thread V1 model fit waits for both cores but is not passed over for two 1-core jobs).
+STAGE_PRIORITY = {"data": 10000,        # downloads, datasets, recordings, the V1 model fit
+                  "targets": 1000,      # neural similarity matrices and MTL targets
+                  "training": 100,
+                  "evaluation": 10,     # robustness and brain-likeness scores of trained models
+                  "statistics": 1,
+                  "figures": 0}
+
+
 def study_cfg(study):
     return config["studies"][study]
 

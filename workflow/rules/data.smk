@@ -18,5 +18,6 @@ rule make_dataset:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["data"]
     script:
         JOB_SCRIPT

@@ -14,6 +14,7 @@ rule download:
     localrule: True
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["data"]
     script:
         JOB_SCRIPT
 
@@ -26,5 +27,6 @@ rule download_vgg19_weights:
     localrule: True
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["data"]
     script:
         JOB_SCRIPT

@@ -28,6 +28,7 @@ rule evaluate_gaussian_noise:
         **job_resources("gpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["evaluation"]
     script:
         JOB_SCRIPT
 
@@ -52,6 +53,7 @@ rule evaluate_adversarial:
         **job_resources("gpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["evaluation"]
     script:
         JOB_SCRIPT
 
@@ -80,5 +82,6 @@ rule evaluate_corruptions:
         **job_resources("gpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["evaluation"]
     script:
         JOB_SCRIPT

@@ -26,6 +26,7 @@ rule figure_noise_robustness:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["figures"]
     script:
         JOB_SCRIPT
 
@@ -54,6 +55,7 @@ rule figure_adversarial:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["figures"]
     script:
         JOB_SCRIPT
 
@@ -86,6 +88,7 @@ rule figure_federer:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["figures"]
     script:
         JOB_SCRIPT
 
@@ -123,6 +126,7 @@ rule figure_safarani_fig3:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["figures"]
     script:
         JOB_SCRIPT
 
@@ -159,5 +163,6 @@ rule figure_safarani_fig2:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["figures"]
     script:
         JOB_SCRIPT

@@ -47,6 +47,7 @@ rule similarity:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["targets"]
     script:
         JOB_SCRIPT
 
@@ -66,6 +67,7 @@ rule similarity_diagnostics:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["targets"]
     script:
         JOB_SCRIPT
 
@@ -92,5 +94,6 @@ rule oracle_targets:
         **job_resources("gpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["targets"]
     script:
         JOB_SCRIPT

@@ -26,6 +26,7 @@ rule stats:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["statistics"]
     script:
         JOB_SCRIPT
 
@@ -68,6 +69,7 @@ rule stats_learning_curves:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["statistics"]
     script:
         JOB_SCRIPT
 
@@ -117,5 +119,6 @@ rule stats_corruptions:
         **job_resources("cpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["statistics"]
     script:
         JOB_SCRIPT

@@ -50,6 +50,7 @@ rule train:
         **job_resources("gpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["training"]
     script:
         JOB_SCRIPT
 
@@ -84,5 +85,6 @@ for _study in PACKED_STUDIES:
                 **pack_resources(len(_runs)),
             conda:
                 "../../envs/neurobias.yaml"
+            priority: STAGE_PRIORITY["training"]
             script:
                 JOB_SCRIPT

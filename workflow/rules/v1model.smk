@@ -17,5 +17,6 @@ rule fit_v1_model:
         **job_resources("gpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["data"]
     script:
         JOB_SCRIPT

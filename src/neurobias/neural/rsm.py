@@ -28,10 +28,14 @@ Teacher variants (an arm's ``target``; :func:`teacher_rsm`):
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from .similarity import shuffle_similarity
+import numpy as np
+
+from .similarity import cosine_similarity_rows, shuffle_similarity
+
+if TYPE_CHECKING:  # no torch at run time, as neurobias.neural.similarity
+    import torch
 
 METRICS = ("cosine", "pearson")
 TEACHERS = ("rsm_v1", "rsm_v1_shuffle", "rsm_gaussian_v1", "rsm_gaussian_other")
@@ -68,8 +72,7 @@ def feature_rsm(features: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
     a = features.flatten(1).float()
     if metric == "pearson":
         a = a - a.mean(dim=1, keepdim=True)
-    a = torch.nn.functional.normalize(a, dim=1, eps=1e-8)
-    return a @ a.T
+    return cosine_similarity_rows(a)
 
 
 def gaussian_responses(responses: np.ndarray, seed: int, mean: float | None = None,
