@@ -236,3 +236,22 @@ def test_killed_rsm_run_with_label_noise_and_restore_best_resumes_identically(ta
     assert full["restored"].sum() == 1 and (full["train_similarity_loss"] > 0).all()
     a, b = state(tmp_path / "full" / "model.pt"), state(tmp_path / "resumed" / "model.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_cpu_trains_narrow_strided_1x1_convolutions_in_nchw():
+    """oneDNN's AVX2 kernel for a strided 1x1 convolution's weight gradient in channels_last crashes
+    the process, or silently returns wrong gradients, below 8 input channels (oneDNN#6035): a
+    ResNet-18 of width 4 (layer2's shortcut: 4 -> 8 channels, stride 2) trains in NCHW on a CPU,
+    width 8 keeps channels_last, and a GPU (cuDNN) keeps it for both."""
+    from neurobias.models import build_classifier
+    from neurobias.train import strided_1x1_convolutions_too_narrow, training_memory_format
+    cfg = TrainingConfig(epochs=1)
+    narrow, wide = (build_classifier("resnet18", 10, 3, [0.5] * 3, [0.25] * 3, width=w) for w in (4, 8))
+    assert strided_1x1_convolutions_too_narrow(narrow) == ["backbone.layer2.0.shortcut.0"]
+    assert strided_1x1_convolutions_too_narrow(wide) == []
+    assert training_memory_format(cfg, narrow, "cpu") == torch.contiguous_format
+    assert training_memory_format(cfg, wide, "cpu") == torch.channels_last
+    assert training_memory_format(cfg, narrow, "cuda") == torch.channels_last
+    assert training_memory_format(TrainingConfig(epochs=1, channels_last=False), wide, "cpu") == torch.contiguous_format
+    grouped = torch.nn.Conv2d(16, 16, 1, stride=2, groups=4)  # 4 input channels per group
+    assert strided_1x1_convolutions_too_narrow(torch.nn.Sequential(grouped)) == ["0"]

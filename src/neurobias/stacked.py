@@ -199,7 +199,7 @@ def profile_step(model: nn.Module, regulariser, x, y, stimulus_rows, stimuli: to
     :func:`~neurobias.train.training_memory_format`, and its modes, an oracle's frozen core in
     evaluation mode) on copies of ``model`` and ``regulariser``: nothing of theirs, and not the
     global random state, changes."""
-    layout, device = training_memory_format(training), torch.device(device)
+    layout, device = training_memory_format(training, model, device), torch.device(device)
     model, regulariser = copy.deepcopy(model).to(memory_format=layout), copy.deepcopy(regulariser)
     step_module = _StepModule(model, regulariser, stimuli.contiguous(memory_format=layout), device, precision)
     oracle = oracle_of(regulariser)
@@ -658,7 +658,7 @@ def _train_stack(members: list[_Run], stimuli: torch.Tensor, training, device, p
         if all(name in r.optimiser_state for r in members):
             optimiser.state[p]["momentum_buffer"] = torch.stack([r.optimiser_state[name] for r in members]).to(p)
     # scored on the stimuli in the one-model loop's layout: a VOneBlock draws its noise in it
-    scored_stimuli = stimuli.contiguous(memory_format=training_memory_format(training))
+    scored_stimuli = stimuli.contiguous(memory_format=training_memory_format(training, first.model, device))
     for r in members:
         r.optimiser_state = {}  # now in the stacked optimiser
         r.scores = EpochScores(r.model, r.regulariser, r.data, scored_stimuli,

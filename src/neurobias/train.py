@@ -76,9 +76,46 @@ class TrainingConfig:
         return self.epochs + (oracle.pretrain_epochs if oracle is not None else 0)
 
 
-def training_memory_format(cfg: TrainingConfig) -> torch.memory_format:
-    """The one-model loop's layout of the network and its inputs (``training.channels_last``)."""
-    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+#: The fewest input channels (per group) a strided 1x1 convolution may have for a CPU to train it in
+#: channels_last layout. oneDNN's AVX2 kernel for such a convolution's weight gradient on NHWC
+#: inputs writes past its workspace when the convolution has fewer input channels than its block of
+#: 8 (uxlfoundation/oneDNN#6035, open; oneDNN 3.12 in torch 2.14.1). Measured on an AVX2-only AMD
+#: EPYC (a 1x1, stride-2 convolution, 2-7 input channels, batch 32): with one thread the process
+#: dies (segmentation fault or glibc's "double free or corruption"), with two the weight gradient
+#: is silently wrong; 1 and 8 or more input channels, stride 1, NCHW layout and the input's gradient
+#: are right. A ResNet-18 narrower than 8 has one (layer2's shortcut).
+MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS = 8
+
+
+def strided_1x1_convolutions_too_narrow(model: torch.nn.Module) -> list[str]:
+    """The names of ``model``'s strided 1x1 convolutions with fewer input channels per group than
+    :data:`MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS`: the ones a CPU cannot train in channels_last."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Conv2d) and tuple(m.kernel_size) == (1, 1) and tuple(m.stride) != (1, 1)
+            and m.in_channels // m.groups < MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS]
+
+
+def training_memory_format(cfg: TrainingConfig, model: torch.nn.Module, device) -> torch.memory_format:
+    """The one-model loop's layout of the network and its inputs: channels_last as
+    ``training.channels_last`` asks, except on a CPU for a network with a strided 1x1 convolution
+    too narrow for oneDNN's channels_last kernel (:func:`strided_1x1_convolutions_too_narrow`),
+    which trains in NCHW: the same numbers on every CPU, and never the AVX2 kernel's."""
+    if not cfg.channels_last:
+        return torch.contiguous_format
+    if torch.device(device).type == "cpu" and strided_1x1_convolutions_too_narrow(model):
+        return torch.contiguous_format
+    return torch.channels_last
+
+
+def describe_memory_format(cfg: TrainingConfig, model: torch.nn.Module, layout: torch.memory_format) -> str:
+    """The layout for the job's log, with the reason where it is not the one the config asks for."""
+    if layout == torch.channels_last:
+        return "channels_last"
+    if not cfg.channels_last:
+        return "NCHW"
+    narrow = strided_1x1_convolutions_too_narrow(model)
+    return (f"NCHW (not channels_last: on a CPU, oneDNN miscomputes the weight gradient of a strided 1x1 "
+            f"convolution with fewer than {MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS} input channels in it: {narrow})")
 
 
 def resolve_precision(precision: str, device) -> str:
@@ -402,7 +439,7 @@ def run_spec(data: RunData, arm: dict, model_cfg: dict, training: TrainingConfig
 
 
 # -- the network, its regulariser and their optimiser ------------------------------------------------
-def build_model(data: RunData, model_cfg: dict, seed: int, device, memory_format) -> torch.nn.Module:
+def build_model(data: RunData, model_cfg: dict, seed: int, device, memory_format=torch.contiguous_format) -> torch.nn.Module:
     """The classifier, initialised from ``seed``, normalising with the training images' statistics."""
     torch.manual_seed(seed)
     x01 = data.train_x.float() / 255.0
@@ -680,8 +717,8 @@ def write_results(out_dir: Path, model, model_cfg: dict, data: RunData, regulari
 @dataclass
 class RunStart:
     """A run before its first epoch to train: its precision, checkpoint, network, regulariser,
-    stimulus inputs (on the host) and the state it resumes (history, first epoch, best epoch,
-    optimiser), from :func:`start_run`."""
+    stimulus inputs (on the host), the state it resumes (history, first epoch, best epoch,
+    optimiser) and the network's memory format, from :func:`start_run`."""
     precision: str
     checkpoint: Checkpoint
     model: torch.nn.Module
@@ -691,26 +728,31 @@ class RunStart:
     start: int
     best: BestEpoch
     optimiser: torch.optim.SGD
+    memory_format: torch.memory_format
 
 
 def start_run(data: RunData, *, arm: dict, model_cfg: dict, training: TrainingConfig, seed: int, device,
-              out_dir: Path, context: dict | None, memory_format, engine: str = "sequential",
+              out_dir: Path, context: dict | None, memory_format=None, engine: str = "sequential",
               stimuli: torch.Tensor | None = None) -> RunStart:
     """Build a run's network and regulariser and resume it from its checkpoint where one of this
     configuration exists: the one-model loop (:func:`train_arm`) and a stack's runs
     (:mod:`neurobias.stacked`, ``engine`` "stacked") start the same way. ``stimuli``: the stimulus
-    inputs if the caller has them (a stack's runs share them)."""
+    inputs if the caller has them (a stack's runs share them); ``memory_format``: the network's
+    layout, by default the one-model loop's (:func:`training_memory_format`)."""
     if training.track_test and data.test is None:
         raise ValueError("training.track_test: needs the test split")
     device = torch.device(device)
     precision = resolve_precision(training.precision, device)
     spec = run_spec(data, arm, model_cfg, training, seed, precision, context, engine=engine)
     checkpoint = Checkpoint(Path(out_dir) / CHECKPOINT_NAME, run_hash(spec), device)
-    model = build_model(data, model_cfg, seed, device, memory_format)
+    model = build_model(data, model_cfg, seed, device)
+    if memory_format is None:
+        memory_format = training_memory_format(training, model, device)
+    model = model.to(memory_format=memory_format)
     stim = stimuli_as_inputs(data.stimuli, data.channels, data.size) if stimuli is None else stimuli
     regulariser = build_run_regulariser(arm, data, model, stim, context, seed, device)
     history, start, best, optimiser = resume_or_start(checkpoint, model, regulariser, oracle_of(regulariser), training)
-    return RunStart(precision, checkpoint, model, regulariser, stim, history, start, best, optimiser)
+    return RunStart(precision, checkpoint, model, regulariser, stim, history, start, best, optimiser, memory_format)
 
 
 def diagnostic_taps(arm: dict, model_cfg: dict) -> tuple[str, ...]:
@@ -748,12 +790,11 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
                            target=target, diagnostic_target=diagnostic_target,
                            superclass_of_class=superclass_of_class, responses=(context or {}).get("responses"),
                            label_noise=arm.get("label_noise"), seed=seed)
-    memory_format = training_memory_format(training)
     run = start_run(data, arm=arm, model_cfg=model_cfg, training=training, seed=seed, device=device,
-                    out_dir=out_dir, context=context, memory_format=memory_format)
+                    out_dir=out_dir, context=context)
     precision, checkpoint, model, regulariser = run.precision, run.checkpoint, run.model, run.regulariser
-    history, start, best, optimiser = run.history, run.start, run.best, run.optimiser
-    print(f"precision {precision}, memory format {'channels_last' if training.channels_last else 'NCHW'}", flush=True)
+    history, start, best, optimiser, memory_format = run.history, run.start, run.best, run.optimiser, run.memory_format
+    print(f"precision {precision}, memory format {describe_memory_format(training, model, memory_format)}", flush=True)
     oracle = oracle_of(regulariser)
 
     stim_dev = run.stimuli.to(device).contiguous(memory_format=memory_format)
