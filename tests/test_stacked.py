@@ -16,7 +16,8 @@ from neurobias.checkpoint import CHECKPOINT_NAME
 from neurobias.packed import PackedRun, PackFailure, train_runs
 from neurobias.regularisers import build_regulariser
 from neurobias.stacking_rules import stack_key, unsupported_reason
-from neurobias.train import NonFiniteLossError, TrainingConfig, batchnorm_layers, regularised_loss
+from neurobias.train import (NonFiniteLossError, TrainingConfig, batchnorm_layers, regularised_loss,
+                             training_memory_format)
 
 CFG = TrainingConfig(epochs=2, batch_size=32, lr=0.05, crop_padding=2, flip=True, precision="fp32")
 RESNET = {"architecture": "resnet18", "width": 4}
@@ -100,7 +101,9 @@ def test_one_stacked_step_is_each_run_s_own_step(kind):
 
 
 VGG = {"architecture": "vgg11", "width": 8, "batch_norm": True}
-VONE_RESNET = {**RESNET, "vone": {"simple_channels": 8, "complex_channels": 8}}
+# width 8: a CPU trains it in channels_last (a ResNet narrower than 8 trains in NCHW there,
+# neurobias.train.training_memory_format), the layout whose noise the stack must replay
+VONE_RESNET = {**RESNET, "width": 8, "vone": {"simple_channels": 8, "complex_channels": 8}}
 # (network, MTL layer (None: a similarity arm on layer1), stimulus batches in the step)
 RANDOM_CASES = {
     # VGG's dropout and an MTL readout's sampled positions
@@ -118,9 +121,9 @@ ON_A_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU
 @pytest.mark.parametrize("case, device", [*((case, "cpu") for case in sorted(RANDOM_CASES)),
                                           pytest.param("vgg_mtl", "cuda", marks=ON_A_GPU)])
 def test_a_stacked_step_gives_each_run_the_random_numbers_of_its_own_job(case, device):
-    """Each run's draws in the stack are the numbers its own job draws (in that job's
-    channels_last layout), exactly; the step is then that run's step, to float rounding. On a GPU
-    the numbers come from each run's CUDA random state."""
+    """Each run's draws in the stack are the numbers its own job draws (in that job's layout,
+    channels_last for these nets), exactly; the step is then that run's step, to float rounding. On
+    a GPU the numbers come from each run's CUDA random state."""
     from neurobias.models import build_classifier, random_draws
     from neurobias.regularisers.mtl import MTLRegulariser
     model_cfg, mtl_layer, k = RANDOM_CASES[case]
@@ -161,9 +164,11 @@ def test_a_stacked_step_gives_each_run_the_random_numbers_of_its_own_job(case, d
         return {"loss": loss.detach(), "logits": logits.detach(), "grads": grads,
                 "state": stacked._global_random_state(cpu), "draws": own.tensors if draws is None else draws}
 
-    alone = [alone_step(i, torch.channels_last) for i in range(n)]  # the one-model loop's layout
-    profile = stacked.profile_step(nets[0], regs[0], x[0], y[0], list(rows[0]), stimuli,
-                                   TrainingConfig(epochs=1, channels_last=True), cpu, "fp32")
+    loop = TrainingConfig(epochs=1, channels_last=True)
+    layout = training_memory_format(loop, nets[0], cpu)  # the one-model loop's layout
+    assert layout == torch.channels_last
+    alone = [alone_step(i, layout) for i in range(n)]
+    profile = stacked.profile_step(nets[0], regs[0], x[0], y[0], list(rows[0]), stimuli, loop, cpu, "fp32")
     assert profile.draws and len(profile.draws) == len(alone[0]["draws"])  # the network draws
     head = {"reg.log_var_neural", *(f"reg.readout.{name}" for name in ("mu", "sigma", "weight", "bias"))}
     assert set(profile.idle) == (set() if k else head)  # what the neural loss alone reaches
