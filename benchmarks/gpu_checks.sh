@@ -3,8 +3,9 @@
 # one prepared script for a machine that has one: the stacked engine's GPU test (the memory plan
 # measured by CUDA's allocator, a stack trained on the GPU, each run's random numbers drawn from its
 # own CUDA random state), then the benchmarks that report GPU numbers: models/hour of the two pack
-# engines with GPU utilisation (issue 18's >= 10x target for the small nets; also Safarani's MTL arm
-# on VGG-11), the training fast path, and the full TIN-TC evaluation. About 10 minutes on an
+# engines with GPU utilisation, and against one job per model (the sequential side plus a measured
+# job start-up per model: issue 18's >= 10x target for the small nets; also Safarani's MTL arm on
+# VGG-11), the training fast path, and the full TIN-TC evaluation. About 10 minutes on an
 # H200; each step has its own time limit, so one slow step does not cost the others.
 #
 #     OUT=/some/dir bash benchmarks/gpu_checks.sh     # results and logs under $OUT

@@ -41,6 +41,14 @@ mean GPU utilisation (``nvidia-smi`` polled every 0.5 s in a background thread, 
 between sides) are measured too; on a CPU they are not (empty in the CSV). The CSV
 (``--out``) has one row per net and side.
 
+One job per model: on a cluster without packs every model is its own job, which starts Python,
+imports torch and the package and (on a GPU) creates a CUDA context before its model trains. That
+start-up is timed here too, as the wall time of fresh interpreters that do just that (median of 3),
+and the third figure printed, ``ratio vs one job per model``, is the sequential side's seconds plus
+N start-ups against the stacked side's: a lower bound of the issue's comparison, since a real job
+also pays its scheduler's overhead and its first kernels (benchmarks/packed_training.py times real
+Snakemake jobs, on the CPU).
+
 Targets (stacked-training issue): >= 10x models per hour on a GPU for the small nets (demo,
 CORnet-Z), whose single-model steps leave the device nearly idle. On the 2-core reference CPU
 stacking is slower than one after another: oneDNN's grouped convolutions are no faster than
@@ -63,6 +71,7 @@ import argparse
 import contextlib
 import io
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -233,6 +242,24 @@ def train_side(side: str, runs: list[PackedRun], training: TrainingConfig, devic
             "peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2 ** 20 if cuda else math.nan}
 
 
+#: What a one-model training job does before its model: start Python, import torch and the
+#: package's training modules, and create the device's context (a CUDA context on a GPU).
+JOB_START_UP = ("import torch, neurobias.jobs, neurobias.packed, neurobias.train; "
+                "torch.zeros(1, device={device!r}).add(1).cpu()")
+
+
+def job_start_up_seconds(device: torch.device, repeats: int = 3) -> float:
+    """Median wall time of ``repeats`` fresh interpreters doing :data:`JOB_START_UP` on ``device``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", JOB_START_UP.format(device=str(device))], check=True, env=env,
+                       capture_output=True)
+        seconds.append(time.perf_counter() - started)
+    return float(np.median(seconds))
+
+
 def task_data(shared: dict) -> dict:
     """``shared`` as ``train_runs`` takes it (the responses travel in each run's context)."""
     return {k: v for k, v in shared.items() if k != "responses"}
@@ -262,7 +289,8 @@ def warm_up(net: str, arm: str, alpha: float | None, device: torch.device, train
 
 
 def benchmark_net(net: str, n_net: int, args, shared: dict, target: np.ndarray, training: TrainingConfig,
-                  device: torch.device, precision: str, images: int, tmp: Path) -> tuple[list[dict], bool]:
+                  device: torch.device, precision: str, images: int, tmp: Path,
+                  start_up: float) -> tuple[list[dict], bool]:
     """Both sides of one net: its CSV rows, and whether every side trained. A side that raises is
     reported (its traceback printed, its error in the CSV) and not repeated; the other side still runs."""
     model_cfg, _, net_alpha = NETS[net]
@@ -300,6 +328,9 @@ def benchmark_net(net: str, n_net: int, args, shared: dict, target: np.ndarray, 
     per_hour = {side: 3600 * args.models / seconds[side] for side in seconds}
     both = not errors
     ratio = seconds["sequential"] / seconds["stacked"] if both else math.nan
+    # one job per model: the sequential side's training plus one job start-up per model
+    one_job_each = seconds["sequential"] + args.models * start_up if "sequential" in seconds else math.nan
+    ratio_one_job = one_job_each / seconds["stacked"] if both else math.nan
     difference = first_epoch_loss_difference(last_runs["sequential"], last_runs["stacked"]) if both else math.nan
     shown = [f"{side} {seconds[side]:.1f} s ({per_hour[side]:.0f} models/h)" if side in seconds else f"{side} FAILED"
              for side in SIDES]
@@ -308,8 +339,9 @@ def benchmark_net(net: str, n_net: int, args, shared: dict, target: np.ndarray, 
         gpu = "; GPU " + ", ".join(f"{side} {r['gpu_util_mean']:.0f}% util, {r['peak_memory_mib']:.0f} MiB peak"
                                    for side, r in results.items())
     print(f"{net} ({model_cfg['architecture']} width {model_cfg['width']}), {args.models} models: " + ", ".join(shown)
-          + (f", ratio stacked/sequential {ratio:.2f}x; first-epoch train_loss differs by at most {difference:.1e}"
-             if both else "") + gpu, flush=True)
+          + (f", ratio stacked/sequential {ratio:.2f}x, ratio vs one job per model {ratio_one_job:.2f}x (at least: "
+             f"{args.models} start-ups of {start_up:.1f} s added to the sequential side); first-epoch train_loss differs "
+             f"by at most {difference:.1e}" if both else "") + gpu, flush=True)
     rows = []
     for side in SIDES:
         r = results.get(side, {})
@@ -322,7 +354,10 @@ def benchmark_net(net: str, n_net: int, args, shared: dict, target: np.ndarray, 
                      "gpu_util_mean": round(r.get("gpu_util_mean", math.nan), 1),
                      "peak_memory_mib": round(r.get("peak_memory_mib", math.nan), 1),
                      "gpu_memory_used_mib_max": r.get("gpu_memory_used_mib_max", math.nan),
-                     "ratio": round(ratio, 4), "first_epoch_train_loss_max_diff": difference,
+                     "ratio": round(ratio, 4), "job_start_up_seconds": round(start_up, 3),
+                     "one_job_per_model_seconds": round(one_job_each, 3),
+                     "ratio_vs_one_job_per_model": round(ratio_one_job, 4),
+                     "first_epoch_train_loss_max_diff": difference,
                      "error": errors[side].strip().splitlines()[-1] if side in errors else ""})
     shutil.rmtree(tmp / net, ignore_errors=True)
     return rows, both
@@ -364,12 +399,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{GpuSampler(device).method()} every 0.5 s", flush=True)
     else:
         print("on a CPU: GPU utilisation and memory are not measured", flush=True)
+    start_up = job_start_up_seconds(device)
+    print(f"a one-model job's start-up (Python, torch, the package, the {device.type} context): {start_up:.2f} s",
+          flush=True)
     shared, target = make_task(images, val_images, args.image_size)
     rows, failures = [], []
     with tempfile.TemporaryDirectory(prefix="neurobias-stacked-") as tmp:
         tmp = Path(tmp)
         for n_net, net in enumerate(args.nets):
-            net_rows, ok = benchmark_net(net, n_net, args, shared, target, training, device, precision, images, tmp)
+            net_rows, ok = benchmark_net(net, n_net, args, shared, target, training, device, precision, images, tmp,
+                                         start_up)
             rows += net_rows
             if not ok:
                 failures.append(net)

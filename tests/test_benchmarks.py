@@ -102,3 +102,40 @@ def test_schedule_replay_replays_a_finished_run_both_ways(tiny_local_run, tmp_pa
     # no order beats the cores' share of the work; idle time is what the order leaves on the table
     assert (df.wall_seconds >= work / 2 - 0.01).all()
     assert df.idle_core_seconds.to_numpy() == pytest.approx(2 * df.wall_seconds.to_numpy() - work, abs=0.05)
+
+
+def _write_model(d, name, weights, val_accuracy):
+    import torch
+    (d / name).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": weights}, d / name)
+    pd.DataFrame({"epoch": [1, 2], "val_accuracy": [0.1, val_accuracy]}).to_csv(
+        (d / name).with_name("history.csv"), index=False)
+
+
+def test_packed_training_benchmark_reports_how_far_apart_the_two_sides_models_are(tmp_path):
+    """The stacked engine's models differ in their last bits, so the benchmark reports the largest
+    weight difference and each side's final accuracy instead of only 'identical'."""
+    import torch
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from packed_training import compare_models
+    names = ["results/train/s/a/seed0/model.pt", "results/train/s/a/seed1/model.pt"]
+    w = {"conv.weight": torch.arange(6.0).reshape(2, 3), "bn.num_batches_tracked": torch.tensor(5)}
+    for d in ("one", "packed", "same"):
+        for i, name in enumerate(names):
+            _write_model(tmp_path / d, name, w, 0.5 + 0.1 * i)
+    _write_model(tmp_path / "packed", names[1], {**w, "conv.weight": w["conv.weight"] + torch.tensor([[0, 0.25, 0], [0, 0, -0.5]])}, 0.8)
+    differ = compare_models(tmp_path / "one", tmp_path / "packed", names)
+    assert not differ["identical"] and differ["max_weight_difference"] == 0.5
+    assert differ["val_accuracy"] == pytest.approx((0.55, 0.65))  # (0.5 + 0.6) / 2, (0.5 + 0.8) / 2
+    same = compare_models(tmp_path / "one", tmp_path / "same", names)
+    assert same["identical"] and same["max_weight_difference"] == 0.0
+
+
+def test_packed_training_benchmark_baseline_side_is_always_the_one_model_loop():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from packed_training import side_config
+    config = {"device": "cuda", "studies": {"demo": {"pack": "auto", "pack_engine": "stacked", "seeds": [0]}}}
+    one, packed = side_config(config, "demo", 1, "stacked"), side_config(config, "demo", 10, "stacked")
+    assert one["studies"]["demo"]["pack"] == 1 and one["studies"]["demo"]["pack_engine"] == "sequential"
+    assert packed["studies"]["demo"]["pack"] == 10 and packed["studies"]["demo"]["pack_engine"] == "stacked"
+    assert config["studies"]["demo"]["pack"] == "auto"  # the caller's config is left as it was

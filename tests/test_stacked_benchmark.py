@@ -42,3 +42,13 @@ def test_stacked_training_benchmark_times_both_engines_on_the_same_runs(tmp_path
     assert float(line.group(5)) == pytest.approx(ratio, abs=0.01)
     assert math.isclose(float(line.group(1)), side.loc["sequential", "seconds"], abs_tol=0.05)
     assert math.isclose(float(line.group(3)), side.loc["stacked", "seconds"], abs_tol=0.05)
+    # one job per model: the sequential side plus one measured start-up per model
+    start_up = side.loc["stacked", "job_start_up_seconds"]
+    assert (df.job_start_up_seconds == start_up).all() and 0.5 < start_up < 60  # a fresh interpreter importing torch
+    assert side.loc["stacked", "one_job_per_model_seconds"] == pytest.approx(
+        side.loc["sequential", "seconds"] + 2 * start_up, abs=0.01)
+    assert side.loc["stacked", "ratio_vs_one_job_per_model"] == pytest.approx(
+        side.loc["stacked", "one_job_per_model_seconds"] / side.loc["stacked", "seconds"], rel=1e-3)
+    assert re.search(r"ratio vs one job per model [0-9.]+x \(at least: 2 start-ups of [0-9.]+ s", run.stdout)
+    assert re.search(r"a one-model job's start-up \(Python, torch, the package, the cpu context\): [0-9.]+ s",
+                     run.stdout)
