@@ -95,9 +95,9 @@ def test_preset_dry_run_lists_both_architectures_without_data(tmp_path):
     # models, trained 10 to a job (pack: 10): tens of jobs, not hundreds
     assert "train" not in counts and training_jobs(counts) == 2 * 27
     assert counts["figure_federer"] == "4"
-    # per study: 4 teachers, plus Li's model S (every arm's held-out diagnostic) and the data and
-    # shuffle S the target diagnostics compare against
-    assert counts["similarity"] == str(2 * 7)
+    # per study: 4 teachers and the data and shuffle S the target diagnostics compare against, made
+    # from the responses; plus Li's model S (every arm's held-out diagnostic), read from the V1 model
+    assert counts["similarity"] == str(2 * 6) and counts["similarity__from_network"] == str(2 * 1)
     assert not (tmp_path / "results").exists()
 
 

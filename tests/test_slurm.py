@@ -18,7 +18,8 @@ import pytest
 
 from conftest import ROOT, TINY
 
-GPU_JOBS = {"fit_v1_model", "train", "evaluate_gaussian_noise"}
+# the jobs (provenance "job") of the tiny config that compute on the device
+GPU_JOBS = {"fit_v1_model", "train", "evaluate_gaussian_noise", "similarity_model"}
 TIMEOUT = 600
 
 

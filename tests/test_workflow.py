@@ -153,7 +153,7 @@ RERUNS = [
     (("studies", "tiny", "arms", "neural_model", "alpha"), 2,
      {"train": 2, "evaluate_gaussian_noise": 1, "stats": 1, "figure_noise_robustness": 1}),
     (("recordings", "tinyv1", "v1_model", "lr"), 0.002,
-     {"fit_v1_model": 1, "similarity": 2, "similarity_diagnostics": 1, "train": 8, "evaluate_gaussian_noise": 4,
+     {"fit_v1_model": 1, "similarity__from_network": 1, "similarity": 1, "similarity_diagnostics": 1, "train": 8, "evaluate_gaussian_noise": 4,
       "stats": 1, "figure_noise_robustness": 1}),
     (("studies", "tiny", "similarity", "shuffle_seed"), 3,
      {"similarity": 1, "similarity_diagnostics": 1, "train": 2, "evaluate_gaussian_noise": 1, "stats": 1,
@@ -245,7 +245,7 @@ def test_ready_jobs_start_in_stage_order(tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     jobs = job_blocks(r.stdout + r.stderr).values()
     stages = [lambda rule: rule in ("make_dataset", "make_recording", "fit_v1_model"),
-              lambda rule: rule in ("similarity", "similarity_diagnostics", "oracle_targets"),
+              lambda rule: rule.startswith("similarity") or rule == "oracle_targets",
               lambda rule: rule.startswith("train"),
               lambda rule: rule.startswith("evaluate_") or rule == "brain_likeness",
               lambda rule: rule.startswith("stats") or rule == "brain_likeness_analysis",
@@ -257,3 +257,37 @@ def test_ready_jobs_start_in_stage_order(tmp_path):
         priorities.append(found.pop())
     assert priorities == sorted(priorities, reverse=True) and len(set(priorities)) == len(stages)
     assert all(any(in_stage(job["rule"]) for in_stage in stages) for job in jobs if job["rule"] != "all")
+
+
+@pytest.mark.parametrize("configfile", ["tiny.yaml", "safarani_tiny.yaml", "brain_tiny.yaml"])
+def test_every_job_that_computes_on_the_device_asks_for_a_gpu(tmp_path, configfile):
+    """On a cluster, a job that computes on the config's device gets ``resources.gpu_jobs`` (a GPU):
+    with ``device: cuda`` and none it could only stop. Which jobs those are comes from the job
+    functions (the ones taking a ``device``), except the similarity targets that are numpy
+    computations of the responses (rule_params.HOST_TARGETS), which the workflow runs on the host."""
+    import inspect
+    import re
+    from conftest import ROOT
+    from neurobias.jobs import JOBS, job_name
+    from neurobias.rule_params import DEVICE_TARGETS, HOST_TARGETS
+    config = yaml.safe_load((ROOT / "tests" / "configs" / configfile).read_text())
+    config.update(device="cuda", resources={"gpu_jobs": {"gpu": 1}, "cpu_jobs": {"mem_mb": 500}})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    r = snakemake(tmp_path / "work", "-n", config=tmp_path / "config.yaml")  # with --cores: each job's resources
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    blocks = re.findall(r"^(?:local)?rule (\S+):\n((?:    .*\n)+)", r.stdout + r.stderr, re.M)
+    kinds_seen = set()
+    for rule, body in blocks:
+        if rule == "all":  # the target rule: no job function
+            continue
+        fields = dict(re.findall(r"^    (\w+): (.*)$", body, re.M))
+        asks_gpu = bool(re.search(r"\bgpu=[1-9]", fields.get("resources", "")))
+        job = job_name(rule)
+        computes_on_device = "device" in inspect.signature(JOBS[job]).parameters
+        if job == "similarity":
+            kind = Path(fields["output"].strip()).stem
+            kinds_seen.add(kind)
+            assert kind in DEVICE_TARGETS | HOST_TARGETS
+            computes_on_device = kind in DEVICE_TARGETS
+        assert asks_gpu == computes_on_device, (rule, fields.get("output"), fields.get("resources"))
+    assert kinds_seen & DEVICE_TARGETS and kinds_seen & HOST_TARGETS  # both kinds of similarity job were checked

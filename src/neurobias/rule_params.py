@@ -17,8 +17,10 @@ SIMILARITY_OPTIONS = {"model": (), "data": (), "responses_model": (),
                       "rsm_gaussian_v1": ("rsm_metric", "shuffle_seed"),
                       "rsm_gaussian_other": ("rsm_metric", "shuffle_seed", "gaussian_other"),
                       "vgg": ("shuffle_seed", "vgg_weights")}
-# Targets computed with torch on the job's device (the others are the same on every device).
+# Targets computed with torch on the job's device (workflow rule similarity__from_network, a GPU job
+# on a cluster), and the others, numpy computations of the responses (rule similarity, a CPU job).
 DEVICE_TARGETS = frozenset({"model", "responses_model", "vgg"})
+HOST_TARGETS = frozenset(SIMILARITY_OPTIONS) - DEVICE_TARGETS
 
 
 def similarity_options(study_cfg: dict, kind: str, image_size: int) -> dict:

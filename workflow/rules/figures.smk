@@ -158,9 +158,12 @@ rule figure_safarani_fig2:
         device=DEVICE,
     log:
         "logs/figures/{study}/safarani_fig2.log",
-    threads: job_threads("cpu_jobs", 1)
+    # a GPU job on a cluster: the example corruptions are made again on the evaluations' device, where
+    # the random fields of noise, snow and elastic come from the device's generator (the figure shows
+    # the very images that were scored)
+    threads: job_threads("gpu_jobs", 1)
     resources:
-        **job_resources("cpu_jobs"),
+        **job_resources("gpu_jobs"),
     conda:
         "../../envs/neurobias.yaml"
     priority: STAGE_PRIORITY["figures"]

@@ -13,43 +13,53 @@ def diagnosed_kinds(study):
     return sorted(kinds | {"data", "shuffle"})
 
 
-rule similarity:
-    input:
-        recording=recording_of,
-        v1_model=lambda wc: (
-            f"results/v1model/{study_cfg(wc.study)['recording']}/model.pt"
-            if wc.kind in ("model", "responses_model")
-            else []
-        ),
-        # what a shuffle permutes
-        model_similarity=lambda wc: {
-            "shuffle": f"results/similarity/{wc.study}/model.npy",
-            "responses_shuffle": f"results/similarity/{wc.study}/responses_model.npy",
-        }.get(wc.kind, []),
-        vgg_weights=lambda wc: (
-            f"results/downloads/{VGG19_FILE}"
-            if wc.kind == "vgg" and study_cfg(wc.study)["similarity"]["vgg_weights"] == "imagenet"
-            else []
-        ),
-    output:
-        target="results/similarity/{study}/{kind}.npy",
-    wildcard_constraints:
-        kind="model|data|shuffle|vgg|rsm_v1|rsm_v1_shuffle|rsm_gaussian_v1|rsm_gaussian_other|responses_model|responses_shuffle",
-    params:
-        kind="{kind}",
-        options=lambda wc: rule_params.similarity_options(study_cfg(wc.study), wc.kind, dataset_image_size(wc.study)),
-        # targets computed with torch follow the device; the others are the same everywhere
-        device=lambda wc: DEVICE if wc.kind in rule_params.DEVICE_TARGETS else "cpu",
-    log:
-        "logs/similarity/{study}/{kind}.log",
-    threads: job_threads("cpu_jobs", 1)
-    resources:
-        **job_resources("cpu_jobs"),
-    conda:
-        "../../envs/neurobias.yaml"
-    priority: STAGE_PRIORITY["targets"]
-    script:
-        JOB_SCRIPT
+# Two rules, one per kind of job. Targets read from a network (the V1 model's predictions, a VGG's
+# features: rule_params.DEVICE_TARGETS) run on the device with a GPU job's cluster resources; the
+# others are numpy computations of the responses, the same on every machine, with a CPU job's. Both
+# run the `similarity` job (the part of a rule's name before "__").
+for _name, _kinds, _resources, _device in (
+    ("similarity", rule_params.HOST_TARGETS, "cpu_jobs", "cpu"),
+    ("similarity__from_network", rule_params.DEVICE_TARGETS, "gpu_jobs", DEVICE),
+):
+
+    rule:
+        name:
+            _name
+        input:
+            recording=recording_of,
+            v1_model=lambda wc: (
+                f"results/v1model/{study_cfg(wc.study)['recording']}/model.pt"
+                if wc.kind in ("model", "responses_model")
+                else []
+            ),
+            # what a shuffle permutes
+            model_similarity=lambda wc: {
+                "shuffle": f"results/similarity/{wc.study}/model.npy",
+                "responses_shuffle": f"results/similarity/{wc.study}/responses_model.npy",
+            }.get(wc.kind, []),
+            vgg_weights=lambda wc: (
+                f"results/downloads/{VGG19_FILE}"
+                if wc.kind == "vgg" and study_cfg(wc.study)["similarity"]["vgg_weights"] == "imagenet"
+                else []
+            ),
+        output:
+            target="results/similarity/{study}/{kind}.npy",
+        wildcard_constraints:
+            kind="|".join(sorted(_kinds)),
+        params:
+            kind="{kind}",
+            options=lambda wc: rule_params.similarity_options(study_cfg(wc.study), wc.kind, dataset_image_size(wc.study)),
+            device=_device,
+        log:
+            "logs/similarity/{study}/{kind}.log",
+        threads: job_threads(_resources, 1)
+        resources:
+            **job_resources(_resources),
+        conda:
+            "../../envs/neurobias.yaml"
+        priority: STAGE_PRIORITY["targets"]
+        script:
+            JOB_SCRIPT
 
 
 rule similarity_diagnostics:
