@@ -83,6 +83,27 @@ def test_device_resolution():
     assert resolve_device("auto") in ("cpu", "cuda")
 
 
+def test_device_resolution_refuses_what_the_job_cannot_have(monkeypatch):
+    """A GPU index the job cannot see, and a SLURM job given a GPU that torch cannot use (a driver
+    older than torch's CUDA build), stop with the field named instead of failing at the first
+    transfer or training on the CPU; 'auto' elsewhere without CUDA is the CPU."""
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == "cuda:0" and resolve_device("cuda") == "cuda"
+    with pytest.raises(ConfigError, match=r"'device': 'cuda:1' requested but only 1 CUDA device"):
+        resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert resolve_device("auto") == "cpu"
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    with pytest.raises(ConfigError, match=r"'device': 'auto' in a SLURM job given a GPU \(CUDA_VISIBLE_DEVICES=0\)"):
+        resolve_device("auto")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert resolve_device("auto") == "cpu"  # a CPU job of the same cluster
+
+
 def test_similarity_targets_always_include_the_diagnostic_model_target(demo):
     study = demo["studies"]["demo"]
     assert similarity_targets(study) == ["model", "shuffle"]

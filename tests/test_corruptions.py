@@ -548,3 +548,27 @@ def test_cpu_kernels_give_the_torch_forms_output_on_non_square_images(name, monk
         max_diff = KERNELS_NOT_IDENTICAL.get(name, (0, 0.0))[0]
         max_frac = 0.002 if name in KERNELS_NOT_IDENTICAL else 0.0  # 8 small images: one value is ~1e-4
         assert_close(fast.numpy(), corrupt(x, name, 3, 1).numpy(), max_diff, max_frac, f"{name} {h}x{w}")
+
+
+def test_image_filters_convolve_in_full_float32_on_a_gpu(monkeypatch):
+    """torch runs cuDNN's float32 convolutions in TF32 on Ampere and newer GPUs by default (inputs
+    rounded to a 10-bit mantissa): the blurs, whose ties are resolved to TIE_EPS of a grey level,
+    and Geirhos's low-pass filter convolve in IEEE float32 instead. Checked on the meta device (a
+    non-CPU device takes the GPU branch) by the setting each convolution sees."""
+    from neurobias.robustness import manipulations
+    from neurobias.robustness.corruptions import blur
+    from neurobias.robustness.corruptions._common import exact_fp32_convolutions
+    seen, conv2d = [], torch.nn.functional.conv2d
+
+    def recording_conv2d(*args, **kwargs):
+        seen.append(torch.backends.cudnn.conv.fp32_precision)
+        return conv2d(*args, **kwargs)
+
+    before = torch.backends.cudnn.conv.fp32_precision
+    monkeypatch.setattr(blur.F, "conv2d", recording_conv2d, raising=True)
+    blur._planes_conv(torch.zeros(3, 8, 8, device="meta"), torch.ones(3, 3), channels_last=False)
+    manipulations.gaussian_blur(torch.zeros(2, 1, 8, 8), 1.0, 1.0, 0.5)
+    assert seen == ["ieee"] * 3 and torch.backends.cudnn.conv.fp32_precision == before
+    with pytest.raises(RuntimeError), exact_fp32_convolutions():
+        raise RuntimeError("the setting is restored on the way out")
+    assert torch.backends.cudnn.conv.fp32_precision == before

@@ -4,6 +4,7 @@ float rounding); a stacked pack writes every run's usual files, resumes bit for 
 diverging run from stopping the others, refuses what it cannot train, and checks memory first."""
 
 import copy
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -399,12 +400,26 @@ def test_a_stack_that_does_not_fit_stops_before_training_naming_the_number_that_
     assert not list((tmp_path / "pack").glob("*/model.pt")) and not list((tmp_path / "pack").glob("*/checkpoint.pt"))
     # pack: auto splits the job's runs into stacks that fit: 5 runs -> 3 stacks (2, 2, 1)
     assert [len(s) for s in stacked.split_evenly(list(range(10)), 3)] == [4, 3, 3]
-    stacks = []
+    # and each stack's memory is given back before the next one trains (they were all planned on
+    # the memory free before the first): no earlier stack, nor any of its stacked tensors, is alive
+    stacks, made, alive = [], [], []
     real = stacked._train_stack
-    monkeypatch.setattr(stacked, "_train_stack", lambda members, *a: stacks.append(len(members)) or real(members, *a))
+
+    class RecordedStack(stacked.Stack):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append([weakref.ref(self)] + [weakref.ref(t) for t in self.params.values()])
+
+    def recorded_train_stack(members, *args):
+        alive.append(sum(ref() is not None for refs in made for ref in refs))
+        stacks.append(len(members))
+        return real(members, *args)
+
+    monkeypatch.setattr(stacked, "Stack", RecordedStack)
+    monkeypatch.setattr(stacked, "_train_stack", recorded_train_stack)
     one_epoch = TrainingConfig(epochs=1, batch_size=32, lr=0.05, precision="fp32")
     train_runs(runs, training=one_epoch, device="cpu", progress=False, engine="stacked", fit="split", **task)
-    assert stacks == [2, 2, 1]
+    assert stacks == [2, 2, 1] and alive == [0, 0, 0] and len(made) == 3
     for run in runs:  # every run trained its epoch
         history = pd.read_csv(run.out_dir / "history.csv")
         assert list(history["epoch"]) == [1] and np.isfinite(history["train_loss"]).all()

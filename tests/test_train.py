@@ -255,3 +255,13 @@ def test_a_cpu_trains_narrow_strided_1x1_convolutions_in_nchw():
     assert training_memory_format(TrainingConfig(epochs=1, channels_last=False), wide, "cpu") == torch.contiguous_format
     grouped = torch.nn.Conv2d(16, 16, 1, stride=2, groups=4)  # 4 input channels per group
     assert strided_1x1_convolutions_too_narrow(torch.nn.Sequential(grouped)) == ["0"]
+
+
+def test_auto_precision_is_bf16_only_on_gpus_with_native_bf16(monkeypatch):
+    """A T4 (compute capability 7.5) emulates bf16, and cuDNN has no bf16 convolutions for it:
+    'auto' trains in fp32 there, in bf16 from Ampere (8.0) on; an explicit choice is kept."""
+    from neurobias.train import resolve_precision
+    for capability, expected in (((7, 5), "fp32"), ((8, 0), "bf16"), ((9, 0), "bf16")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert resolve_precision("auto", "cuda") == expected
+        assert resolve_precision("bf16", "cuda") == "bf16" and resolve_precision("fp32", "cuda") == "fp32"

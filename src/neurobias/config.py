@@ -11,6 +11,7 @@ import copy
 import functools
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import jsonschema
@@ -450,12 +451,29 @@ def config_hash(obj) -> str:
 
 
 def resolve_device(requested: str = "auto") -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; explicit values are checked."""
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; explicit values are checked.
+
+    Inside a SLURM job that was given a GPU (CUDA_VISIBLE_DEVICES set), 'auto' does not fall back
+    to the CPU: torch seeing no GPU there means a driver too old for its CUDA build, and a job would
+    otherwise train for hours on the node's CPU with the GPU idle."""
     import torch
     if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"config field 'device': {requested!r} requested but no CUDA device is visible")
+        if torch.cuda.is_available():
+            return "cuda"
+        if os.environ.get("SLURM_JOB_ID") and os.environ.get("CUDA_VISIBLE_DEVICES", "").strip():
+            raise ConfigError(
+                "config field 'device': 'auto' in a SLURM job given a GPU (CUDA_VISIBLE_DEVICES="
+                f"{os.environ['CUDA_VISIBLE_DEVICES']}), but torch {torch.__version__} sees no CUDA device: "
+                "is the node's NVIDIA driver new enough for this torch's CUDA build? Set device: cpu to "
+                "use the CPU")
+        return "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"config field 'device': {requested!r} requested but no CUDA device is visible")
+        index = torch.device(requested).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ConfigError(f"config field 'device': {requested!r} requested but only {torch.cuda.device_count()} "
+                              "CUDA device(s) are visible (numbered from 0; a SLURM job given one GPU sees it as cuda:0)")
     return requested
 
 

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import json
 import math
 import os
@@ -588,6 +589,7 @@ def train_stacked(runs, *, training, device, progress: bool, fit: str = "error",
     try:
         for members in stacks:
             failed += _train_stack(members, stimuli, training, device, progress, on_finished, stop_after_epoch)
+            _release(members, device)
     except _Stopped:
         return []
     return failed
@@ -633,6 +635,19 @@ def _chunks(members: list[_Run], stimuli: torch.Tensor, training, device, fit: s
         return split_evenly(members, math.ceil(len(members) / fitting))
     check_fits(plan, len(members), device)
     return [members]
+
+
+def _release(members: list[_Run], device: torch.device) -> None:
+    """Give a trained stack's memory back before the next stack trains (every stack was planned on
+    the memory free before the first): its runs are written, so their networks, regularisers and
+    scorers (views of the stack's tensors) are dropped, and the stack itself, a reference cycle
+    (its vmapped loss holds a bound method), is collected."""
+    for r in members:
+        r.model = r.regulariser = r.scores = r.data = None
+        r.optimiser_state = {}
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _write_run(r: _Run, on_finished, started: float) -> None:

@@ -127,7 +127,9 @@ def resolve_precision(precision: str, device) -> str:
         return precision
     device = torch.device(device)
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        # native bf16 from compute capability 8.0 (Ampere) on; torch.cuda.is_bf16_supported() also
+        # says yes where bf16 is only emulated (a T4, sm_75), where cuDNN has no bf16 convolutions
+        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
     if device.type == "cpu":
         return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     return "fp32"
@@ -366,7 +368,8 @@ def heldout_similarity_fit(model, regulariser, taps, stimuli: torch.Tensor, rows
         gamma = torch.full((len(taps),), 1 / len(taps))
     s = sum(gamma[i].to(device) * feature_similarity(feats[t]) for i, t in enumerate(taps))
     iu = torch.triu_indices(len(rows), len(rows), offset=1)
-    t = target.to(device)[rows][:, rows]
+    host_rows = rows.cpu()  # the held-out block only to the device, not the whole matrix every epoch
+    t = target[host_rows][:, host_rows].to(device)
     return _pearson(s[iu[0], iu[1]], t[iu[0], iu[1]])
 
 

@@ -135,6 +135,8 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from .corruptions._common import exact_fp32_convolutions
+
 #: skimage ``rgb2gray`` weights (Rec. 709 luma), used by Geirhos et al.'s ``rgb2gray`` calls.
 LUMA_WEIGHTS = (0.2125, 0.7154, 0.0721)
 #: Geirhos et al.'s padding / mean grey for low- and high-pass filtering (mean pixel of their images).
@@ -215,8 +217,9 @@ def gaussian_blur(x: torch.Tensor, sigma_y: float, sigma_x: float, cval: float) 
     kx = _gaussian_kernel1d(sigma_x, x.dtype, x.device)
     ry, rx = (len(ky) - 1) // 2, (len(kx) - 1) // 2
     y = F.pad(x.reshape(n * k, 1, h, w), (rx, rx, ry, ry), mode="constant", value=float(cval))
-    y = F.conv2d(y, kx.view(1, 1, 1, -1))
-    y = F.conv2d(y, ky.view(1, 1, -1, 1))
+    with exact_fp32_convolutions():  # scipy's filter in float32, not TF32 on a GPU
+        y = F.conv2d(y, kx.view(1, 1, 1, -1))
+        y = F.conv2d(y, ky.view(1, 1, -1, 1))
     return y.reshape(n, k, h, w)
 
 

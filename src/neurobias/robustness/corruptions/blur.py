@@ -42,7 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import _cpu_kernels, _kernels, _on_device, _random_int16, _scipy_gaussian_kernel, _uint8_native
+from ._common import (_cpu_kernels, _kernels, _on_device, _random_int16, _scipy_gaussian_kernel, _uint8_native,
+                      exact_fp32_convolutions)
 
 # imagecorruptions 1.1.2's parameter tables, severity 1..5.
 DEFOCUS_BLUR = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))  # disk radius, alias blur
@@ -101,7 +102,8 @@ def _planes_conv(planes: torch.Tensor, kernel: torch.Tensor, channels_last: bool
     p, hp, wp = planes.shape
     kh, kw = kernel.shape
     if planes.device.type != "cpu":
-        return F.conv2d(planes[:, None], kernel[None, None].to(planes)).squeeze(1)
+        with exact_fp32_convolutions():
+            return F.conv2d(planes[:, None], kernel[None, None].to(planes)).squeeze(1)
     group = 16
     extra = (-p) % group
     if extra:
