@@ -557,7 +557,7 @@ def test_image_filters_convolve_in_full_float32_on_a_gpu(monkeypatch):
     non-CPU device takes the GPU branch) by the setting each convolution sees."""
     from neurobias.robustness import manipulations
     from neurobias.robustness.corruptions import blur
-    from neurobias.robustness.corruptions._common import exact_fp32_convolutions
+    from neurobias.robustness.filters import exact_fp32_convolutions
     seen, conv2d = [], torch.nn.functional.conv2d
 
     def recording_conv2d(*args, **kwargs):

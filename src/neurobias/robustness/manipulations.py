@@ -135,7 +135,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from .corruptions._common import exact_fp32_convolutions
+from .filters import exact_fp32_convolutions
 
 #: skimage ``rgb2gray`` weights (Rec. 709 luma), used by Geirhos et al.'s ``rgb2gray`` calls.
 LUMA_WEIGHTS = (0.2125, 0.7154, 0.0721)

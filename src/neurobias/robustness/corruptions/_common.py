@@ -6,7 +6,6 @@ weights and the per-device cache of constant tables. See the package docstring
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from typing import Callable
 
@@ -129,18 +128,3 @@ def _on_device(key, device: torch.device, make: Callable[[], torch.Tensor]) -> t
     if k not in _DEVICE_CACHE:
         _DEVICE_CACHE[k] = make().to(device)
     return _DEVICE_CACHE[k]
-
-
-@contextlib.contextmanager
-def exact_fp32_convolutions():
-    """cuDNN's float32 convolutions in full float32 inside (IEEE), not TF32, torch's default on
-    Ampere and newer GPUs, which rounds the inputs to a 10-bit mantissa: an image filter that must
-    give the reference's numbers (a blur's weights summing to 1 to within TIE_EPS of a grey level)
-    cannot have that. Without CUDA nothing changes."""
-    conv = torch.backends.cudnn.conv
-    saved = conv.fp32_precision
-    conv.fp32_precision = "ieee"
-    try:
-        yield
-    finally:
-        conv.fp32_precision = saved

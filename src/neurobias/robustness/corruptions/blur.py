@@ -42,8 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import (_cpu_kernels, _kernels, _on_device, _random_int16, _scipy_gaussian_kernel, _uint8_native,
-                      exact_fp32_convolutions)
+from ..filters import exact_fp32_convolutions
+from ._common import _cpu_kernels, _kernels, _on_device, _random_int16, _scipy_gaussian_kernel, _uint8_native
 
 # imagecorruptions 1.1.2's parameter tables, severity 1..5.
 DEFOCUS_BLUR = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))  # disk radius, alias blur
