@@ -114,8 +114,9 @@ def describe_memory_format(cfg: TrainingConfig, model: torch.nn.Module, layout: 
     if not cfg.channels_last:
         return "NCHW"
     narrow = strided_1x1_convolutions_too_narrow(model)
-    return (f"NCHW (not channels_last: on a CPU, oneDNN miscomputes the weight gradient of a strided 1x1 "
-            f"convolution with fewer than {MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS} input channels in it: {narrow})")
+    return (f"NCHW (not channels_last: oneDNN's AVX2 kernel miscomputes, or crashes on, the weight gradient of a "
+            f"strided 1x1 convolution with fewer than {MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS} input channels, and this "
+            f"network has {narrow}; every CPU trains it in NCHW)")
 
 
 def resolve_precision(precision: str, device) -> str:
