@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import math
 import shutil
 import subprocess
@@ -80,7 +81,7 @@ def compare_models(a: Path, b: Path, models: list[str]) -> dict:
     are the same bit for bit, the largest absolute difference of any weight, and each side's mean
     validation accuracy after the last epoch."""
     import torch
-    identical, largest, final = True, 0.0, {"a": [], "b": []}
+    identical, largest, final = True, 0.0, {a: [], b: []}
     for m in models:
         x, y = (torch.load(d / m, weights_only=True, map_location="cpu")["state_dict"] for d in (a, b))
         if x.keys() != y.keys():
@@ -91,11 +92,12 @@ def compare_models(a: Path, b: Path, models: list[str]) -> dict:
                 if x[k].is_floating_point():
                     largest = max(largest, float((x[k].double() - y[k].double()).abs().max()))
         h = str(Path(m).with_name("history.csv"))
-        identical &= (a / h).read_text() == (b / h).read_text()
-        for side, d in (("a", a), ("b", b)):
-            final[side].append(float(pd.read_csv(d / h)["val_accuracy"].iloc[-1]))
+        histories = {d: (d / h).read_text() for d in (a, b)}
+        identical &= histories[a] == histories[b]
+        for d, text in histories.items():
+            final[d].append(float(pd.read_csv(io.StringIO(text))["val_accuracy"].iloc[-1]))
     return {"identical": identical, "max_weight_difference": largest,
-            "val_accuracy": (sum(final["a"]) / len(models), sum(final["b"]) / len(models))}
+            "val_accuracy": (sum(final[a]) / len(models), sum(final[b]) / len(models))}
 
 
 def gpu_sampler(device: str | None):
@@ -134,10 +136,12 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="neurobias-pack-") as tmp:
         tmp = Path(tmp)
-        configs = {}
+        configs, engines = {}, {}
         for pack in (1, args.pack):
+            side = side_config(config, args.study, pack, engine)
+            engines[pack] = side["studies"][args.study]["pack_engine"]
             configs[pack] = tmp / f"pack{pack}.yaml"
-            configs[pack].write_text(yaml.safe_dump(side_config(config, args.study, pack, engine), sort_keys=False))
+            configs[pack].write_text(yaml.safe_dump(side, sort_keys=False))
         base = tmp / "upstream"
         print("building the upstream once ...", flush=True)
         snakemake(base, configs[1], args.cores, *upstream_targets(config, args.study))
@@ -155,13 +159,14 @@ def main() -> None:
                       f"({per_hour:.0f} models/hour)" + ("" if math.isnan(utilisation) else
                                                          f", mean GPU utilisation {utilisation:.0f} %"), flush=True)
                 rows.append({"benchmark": "packed_training", "study": args.study, "repeat": repeat, "pack": pack,
-                             "engine": "sequential" if pack == 1 else engine, "device": config["device"],
+                             "engine": engines[pack], "device": config["device"],
                              "models": len(models), "cores": args.cores, "seconds": round(seconds, 2),
                              "models_per_hour": round(per_hour, 1), "gpu_utilisation": utilisation})
             diff = compare_models(dirs[1], dirs[args.pack], models)
-            for row, accuracy in zip(rows[-2:], diff["val_accuracy"] if order[0] == 1 else diff["val_accuracy"][::-1]):
+            accuracy = dict(zip((1, args.pack), diff["val_accuracy"]))
+            for row in rows[-2:]:
                 row.update(identical_to_unpacked=diff["identical"], max_weight_difference=diff["max_weight_difference"],
-                           mean_final_val_accuracy=round(accuracy, 4))
+                           mean_final_val_accuracy=round(accuracy[row["pack"]], 4))
             print(f"repeat {repeat}: packed models identical to one-job-per-model: {diff['identical']} (largest "
                   f"weight difference {diff['max_weight_difference']:.3g}; mean final validation accuracy, one job "
                   f"per model {diff['val_accuracy'][0]:.4f}, packed {diff['val_accuracy'][1]:.4f})", flush=True)

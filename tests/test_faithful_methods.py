@@ -164,7 +164,7 @@ def bn_state_after_one_step(bn_data, arm: dict | None, target_kind: str, step: i
                            diagnostic_target=similarity, superclass_of_class=None, responses=responses,
                            label_noise=None, seed=0)
     cfg = TrainingConfig(epochs=1, batch_size=16, precision="fp32", channels_last=False)
-    model = build_model(data, {"architecture": "resnet18", "width": 4}, 0, "cpu", torch.contiguous_format)
+    model = build_model(data, {"architecture": "resnet18", "width": 4}, 0, "cpu")
     stim_x = stimuli_as_inputs(data.stimuli, data.channels, data.size)
     reg = None if arm is None else build_run_regulariser(arm, data, model, stim_x, {}, 0, "cpu")
     run = EpochStep(model, reg, data, stim_x, cfg, torch.device("cpu"), "fp32", torch.contiguous_format,

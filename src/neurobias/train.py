@@ -443,7 +443,7 @@ def run_spec(data: RunData, arm: dict, model_cfg: dict, training: TrainingConfig
 
 
 # -- the network, its regulariser and their optimiser ------------------------------------------------
-def build_model(data: RunData, model_cfg: dict, seed: int, device, memory_format=torch.contiguous_format) -> torch.nn.Module:
+def build_model(data: RunData, model_cfg: dict, seed: int, device) -> torch.nn.Module:
     """The classifier, initialised from ``seed``, normalising with the training images' statistics."""
     torch.manual_seed(seed)
     x01 = data.train_x.float() / 255.0
@@ -451,7 +451,7 @@ def build_model(data: RunData, model_cfg: dict, seed: int, device, memory_format
     del x01
     options = {k: v for k, v in model_cfg.items() if k not in ("architecture", "diagnostic_layers")}
     model = build_classifier(model_cfg["architecture"], data.n_classes, data.channels, mean, std, **options)
-    return model.to(device).to(memory_format=memory_format)
+    return model.to(device)
 
 
 def build_run_regulariser(arm: dict, data: RunData, model, stimuli: torch.Tensor, context: dict | None,
