@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks this repository could not run (no GPU was available to its sessions so far), as
-# one prepared script for a machine that has one: the stacked engine's GPU test (the memory plan
+# one prepared script for a machine that has one: the GPU tests (the stacked engine's memory plan
 # measured by CUDA's allocator, a stack trained on the GPU, each run's random numbers drawn from its
-# own CUDA random state), then the benchmarks that report GPU numbers: models/hour of the two pack
+# own CUDA random state; the caller's CUDA random state kept by seeded code; manipulations on the
+# GPU as on the CPU), then the benchmarks that report GPU numbers: models/hour of the two pack
 # engines with GPU utilisation, and against one job per model (the sequential side plus a measured
 # job start-up per model: issue 18's >= 10x target for the small nets; also Safarani's MTL arm on
 # VGG-11), the training fast path, and the full TIN-TC evaluation. About 10 minutes on an
@@ -30,7 +31,8 @@ step() {  # step NAME SECONDS COMMAND...: run one check, its log in $OUT/NAME.lo
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch, neurobias.stacked, neurobias.packed; assert torch.cuda.is_available(), 'no CUDA device'; \
 print('torch', torch.__version__, torch.cuda.get_device_name())" || exit 1
-step gpu_tests 180 $PY -m pytest -p no:cacheprovider -q tests/test_stacked.py -k "gpu or cuda"
+step gpu_tests 240 $PY -m pytest -p no:cacheprovider -q tests/test_stacked.py tests/test_seeding.py \
+    tests/test_manipulations.py -k "gpu or cuda"
 step stacked_training 300 $PY benchmarks/stacked_training.py --device cuda --models 10 --repeats 2 \
     --out "$OUT/stacked_training_gpu.csv"
 step stacked_training_mtl 180 $PY benchmarks/stacked_training.py --device cuda --nets vgg11 --arm mtl --models 10 \

@@ -75,6 +75,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint
 from .models import random_draws
+from .seeding import forked_global_rng
 from .stacking_rules import stack_key, unsupported_reason
 from .train import (PENALTY_TERMS, EpochScores, EpochSums, NonFiniteLossError, RunData, StepLosses,
                     apply_augmentation, augment, batchnorm_layers, diagnostic_taps, draw_augmentation,
@@ -167,7 +168,7 @@ def _set_global_random_state(state: tuple, device: torch.device) -> None:
 
 def _forked_random_state(device: torch.device):
     """Inside, draws from the global random state leave it as it was on entering."""
-    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    return forked_global_rng(device)
 
 
 @contextlib.contextmanager

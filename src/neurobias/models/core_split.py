@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..seeding import forked_global_rng
+
 
 class CoreSplit:
     tap_names: tuple[str, ...]
@@ -32,9 +34,8 @@ class CoreSplit:
         """Re-initialise every module after tap ``layer`` (classifier included) as at construction,
         with a seed drawn from ``generator``; BatchNorm statistics are reset too."""
         core = {id(m) for block in self.core_modules(layer) for m in block.modules()}
-        with torch.random.fork_rng(devices=[]):
-            if generator is not None:
-                torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        seed = None if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
+        with forked_global_rng(next(self.parameters()).device, seed):
             for m in self.modules():
                 if id(m) not in core:
                     self._initialise(m)

@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from neurobias.models.random_draws import normal
 from neurobias.neural.recording import Recording
+from neurobias.seeding import forked_global_rng
 
 __all__ = [
     "GaussianReadout",
@@ -173,8 +174,7 @@ class V1PredictiveModel(nn.Module):
         self.input_std = float(input_std)
 
         # Seed module init inside a forked RNG: reproducible weights, caller's RNG left untouched.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
+        with forked_global_rng("cpu", int(seed)):
             layers: list[nn.Module] = []
             c_in = 1
             for i, k in enumerate(kernels):
@@ -433,8 +433,8 @@ def fit_v1_model(recording: Recording, *, seed: int, device: str = "cpu", max_ep
     (neuralpredictors' ``tolerance``); otherwise a fit creeps on for dozens of epochs gaining
     < 0.001 correlation each, which the < 1 min budget cannot afford.
 
-    The global RNG is seeded inside :func:`torch.random.fork_rng`, so the caller's CPU RNG state is
-    the same after the call as before it. The metrics dict holds the fitting history and the result
+    The global RNG is seeded inside :func:`~neurobias.seeding.forked_global_rng`, so the caller's
+    RNG state (CPU and GPU) is the same after the call as before it. The metrics dict holds the fitting history and the result
     of :func:`evaluate_v1_model` on the ``test`` tier.
     """
     if not 0.0 < validation_fraction < 1.0:
@@ -494,8 +494,7 @@ def fit_v1_model(recording: Recording, *, seed: int, device: str = "cpu", max_ep
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     n_fit = x_fit.shape[0]
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
+        with forked_global_rng(device, int(seed)):
             bar = tqdm(range(1, max_epochs + 1), desc="fit V1 model", disable=not progress, leave=False)
             for epoch in bar:
                 model.train()

@@ -37,8 +37,8 @@ returned images are re-clipped to the budget (Foolbox's ``clip_perturbation``), 
   SLIDE / APGD-L1), which is fine for comparing models with one fixed attack, not for
   absolute L1 robustness claims.
 * Reproducibility: the random start is drawn from torch's global generator, reseeded with
-  ``torch.manual_seed`` from ``(seed, norm, epsilon, first image of the batch)`` before every
-  batch inside :func:`torch.random.fork_rng`, so the caller's RNG state is left untouched and a
+  ``torch.manual_seed``'s way from ``(seed, norm, epsilon, first image of the batch)`` before every
+  batch inside :func:`~neurobias.seeding.forked_global_rng`, so the caller's RNG state is left untouched and a
   record does not depend on which other budgets were evaluated. Identical results need the
   same ``seed``, ``batch_size`` and device (on CUDA, non-deterministic kernels may still
   change low-order bits).
@@ -126,6 +126,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..seeding import forked_global_rng
 from .adversarial import select_images
 
 with warnings.catch_warnings():
@@ -216,13 +217,6 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _rng_devices(device) -> list:
-    device = torch.device(device)
-    if device.type == "cuda":
-        return [device.index if device.index is not None else torch.cuda.current_device()]
-    return []
-
-
 @torch.no_grad()
 def is_stochastic(model: nn.Module, x: torch.Tensor | None = None, *, rtol: float = 1e-5,
                   atol: float = 1e-6) -> bool:
@@ -243,7 +237,7 @@ def is_stochastic(model: nn.Module, x: torch.Tensor | None = None, *, rtol: floa
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=_rng_devices(device)):
+        with forked_global_rng(device):
             a, b = model(x), model(x)
     finally:
         model.train(was_training)
@@ -263,7 +257,7 @@ def pgd_adversarials(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm
     device) with labels ``y``: ``||x_adv - x||_p <= epsilon`` (float32 rounding aside) and
     ``x_adv`` in [0, 1]. ``eot_samples > 1`` attacks :class:`ExpectationOverNoise`.
 
-    ``seed`` given: torch's generators are reseeded with it inside :func:`torch.random.fork_rng`
+    ``seed`` given: torch's generators are reseeded with it inside :func:`~neurobias.seeding.forked_global_rng`
     (the caller's RNG state is kept); None: the random start uses the current global state.
     ``epsilon == 0`` returns ``x`` unchanged.
     """
@@ -281,9 +275,7 @@ def pgd_adversarials(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm
     try:
         fmodel = fb.PyTorchModel(target, bounds=(0.0, 1.0), device=x.device)
         criterion = fb.criteria.Misclassification(y.to(x.device))
-        with torch.random.fork_rng(devices=_rng_devices(x.device), enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(int(seed))
+        with forked_global_rng(x.device, seed, enabled=seed is not None):
             x_adv = attack.run(fmodel, x, criterion, epsilon=epsilon)
         x_adv = attack.distance.clip_perturbation(x, x_adv, epsilon)
     finally:
@@ -360,8 +352,7 @@ def pgd_accuracy(model: nn.Module, images_uint8: torch.Tensor, labels: torch.Ten
                 x = (images_uint8[idx].float() / 255.0).to(device)
                 y = labels[idx].to(device)
                 batch_seed = _batch_seed(seed, norm, eps, int(idx[0]))
-                with torch.random.fork_rng(devices=_rng_devices(device)):
-                    torch.manual_seed(batch_seed)
+                with forked_global_rng(device, batch_seed):
                     x_adv = pgd_adversarials(model, x, y, norm=norm, epsilon=eps, steps=steps,
                                              rel_stepsize=rel_stepsize, eot_samples=eot_samples)
                     correct += _correct(model, x_adv, y, eot_samples)
