@@ -117,7 +117,7 @@ def one_model_at_a_time(models: list, test_split, recording) -> pd.DataFrame:
     sub_x, sub_y = jobs._seeded_subset(images, labels, man["n_images"], man["seed"])
     rows = []
     for seed, path in enumerate(models):
-        model = load_classifier(path)
+        model = to_inference_layout([load_classifier(path)])[0]  # as every evaluation job's
         meta = {"study": "s", "arm": "a", "seed": seed}
         rows.append({**meta, "evaluation": "clean", "condition": "test", "level": np.nan, "metric": "accuracy",
                      "value": evaluate(model, images, labels, 512, "cpu")[1]})
