@@ -11,8 +11,8 @@ from neurobias.neural.similarity import neural_similarity
 from neurobias.neural.simulated_v1 import SimulatedV1, V1PopulationParams
 import neurobias.train
 from neurobias.regularisers import SimilarityRegulariser
-from neurobias.train import (NonFiniteLossError, StepLosses, TrainingConfig, augment, learning_rate, load_classifier,
-                             train_arm)
+from neurobias.train import (NonFiniteLossError, StepLosses, TrainingConfig, augment, evaluation_batch_size,
+                             learning_rate, load_classifier, train_arm)
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +265,32 @@ def test_auto_precision_is_bf16_only_on_gpus_with_native_bf16(monkeypatch):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         assert resolve_precision("auto", "cuda") == expected
         assert resolve_precision("bf16", "cuda") == "bf16" and resolve_precision("fp32", "cuda") == "fp32"
+
+
+def test_the_evaluation_batch_is_the_config_s_or_by_device_and_changes_no_score(task, tmp_path):
+    import dataclasses
+    auto = dataclasses.replace(CFG, epochs=2)
+    assert auto.eval_batch_size == "auto"
+    assert (evaluation_batch_size(auto, "cpu"), evaluation_batch_size(auto, torch.device("cuda", 1))) == (100, 512)
+    assert evaluation_batch_size(dataclasses.replace(auto, eval_batch_size=7), "cpu") == 7
+    # the validation images (64) in one batch (auto on a CPU) or in four: the same history, bit for bit
+    whole = run(task, tmp_path / "auto", cfg=auto)
+    in_fours = run(task, tmp_path / "sixteen", cfg=dataclasses.replace(auto, eval_batch_size=16))
+    pd.testing.assert_frame_equal(whole, in_fours, check_exact=True)
+
+
+@pytest.mark.parametrize("value, error", [("auto", None), (256, None), ("big", "'auto' was expected"),
+                                          (0, "less than the minimum")])
+def test_eval_batch_size_in_the_config(value, error):
+    import yaml
+    from conftest import TINY
+    from neurobias.config import ConfigError, validate_config
+    config = yaml.safe_load(TINY.read_text())
+    config["studies"]["tiny"]["training"].pop("eval_batch_size", None)
+    assert validate_config(config)["studies"]["tiny"]["training"]["eval_batch_size"] == "auto"
+    config["studies"]["tiny"]["training"]["eval_batch_size"] = value
+    if error is None:
+        assert validate_config(config)["studies"]["tiny"]["training"]["eval_batch_size"] == value
+    else:
+        with pytest.raises(ConfigError, match=rf"studies\.tiny\.training\.eval_batch_size(.|\n)*{error}"):
+            validate_config(config)

@@ -634,12 +634,6 @@ def _seeded_subset(images, labels, n: int | None, seed: int):
     return images[rows], labels[rows]
 
 
-#: Images per batch of a deterministic model's clean accuracy on a CPU: on the 2-core CPU (demo
-#: ResNet-18 w8, 1 thread) 100 take ~30 % less time than 512 (the activations stay in the caches),
-#: with bit for bit the same logits. Elsewhere, and for a stochastic model, 512.
-CPU_CLEAN_BATCH_SIZE = 100
-
-
 def _manipulation_rows(meta: dict, records: list[dict]) -> list[dict]:
     """Tidy rows of one model's manipulation records: accuracy and response entropy per level."""
     return [{**meta, "evaluation": "manipulations", "condition": r["manipulation"], "level": r["level"],
@@ -658,7 +652,7 @@ def brain_likeness(*, models: list, test_split, recordings: list, table, study: 
     from .data import load_split
     from .neural.recording import Recording
     from .predictivity import layer_explained_variance
-    from .models import to_inference_layout
+    from .models import CPU_EVAL_BATCH_SIZE, to_inference_layout
     from .robustness.manipulations import manipulation_accuracies
     from .robustness.pgd import is_stochastic, pgd_accuracy, white_box_records
     from .train import evaluate, load_classifier
@@ -694,7 +688,7 @@ def brain_likeness(*, models: list, test_split, recordings: list, table, study: 
         stochastic = is_stochastic(model)
         # a stochastic model draws its noise per batch: its batch size (512) is part of its result
         small = not stochastic and device == "cpu"  # (resolve_device's string)
-        clean_loss, clean_acc = evaluate(model, images, labels, CPU_CLEAN_BATCH_SIZE if small else 512, device)
+        clean_loss, clean_acc = evaluate(model, images, labels, CPU_EVAL_BATCH_SIZE if small else 512, device)
         rows.append({**meta, "evaluation": "clean", "condition": "test", "level": np.nan, "metric": "accuracy",
                      "value": clean_acc})
         for rec_name, rec in scored.items():

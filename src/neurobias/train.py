@@ -35,7 +35,7 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint, atomic_save, digest, run_hash
 from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
-from .models import build_classifier, inference_layout
+from .models import CPU_EVAL_BATCH_SIZE, build_classifier, inference_layout
 from .regularisers import MTLRegulariser, build_regulariser, regularised_layers
 from .config import with_defaults
 from .regularisers.oracle import OracleTraining
@@ -55,7 +55,7 @@ class TrainingConfig:
     crop_padding: int = 0
     flip: bool = False
     rotation: float = 0.0  # degrees: a random rotation in [-rotation, rotation] (Safarani et al. 2021)
-    eval_batch_size: int = 512
+    eval_batch_size: int | str = "auto"  # per-epoch evaluations' batch: :func:`evaluation_batch_size`
     # The fast path (issue 8): bf16 autocast for the network's forward pass where the device has
     # native bf16 (CUDA, or a CPU with AVX512-BF16/AMX), channels_last memory layout. Losses,
     # similarity matrices and evaluation stay in fp32. "fp32" gives the plain reference loop.
@@ -117,6 +117,20 @@ def describe_memory_format(cfg: TrainingConfig, model: torch.nn.Module, layout: 
     return (f"NCHW (not channels_last: oneDNN's AVX2 kernel miscomputes, or crashes on, the weight gradient of a "
             f"strided 1x1 convolution with fewer than {MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS} input channels, and this "
             f"network has {narrow}; every CPU trains it in NCHW)")
+
+
+#: A GPU's per-epoch evaluation batch under ``eval_batch_size: auto``.
+GPU_EVAL_BATCH_SIZE = 512
+
+
+def evaluation_batch_size(cfg: TrainingConfig, device) -> int:
+    """Images per forward pass of the per-epoch evaluations (validation, ``track_test``):
+    ``cfg.eval_batch_size``, or for "auto" :data:`~neurobias.models.CPU_EVAL_BATCH_SIZE` on a CPU
+    (the same logits as larger batches for a deterministic network, sooner) and
+    :data:`GPU_EVAL_BATCH_SIZE` elsewhere."""
+    if cfg.eval_batch_size != "auto":
+        return int(cfg.eval_batch_size)
+    return CPU_EVAL_BATCH_SIZE if torch.device(device).type == "cpu" else GPU_EVAL_BATCH_SIZE
 
 
 def resolve_precision(precision: str, device) -> str:
@@ -687,10 +701,11 @@ class EpochScores:
         self.test_rows = torch.as_tensor(data.stimulus_rows("test")[:256])
         self.all_test_rows = torch.as_tensor(data.stimulus_rows("test"), device=device)
         self.diagnostic_target = torch.as_tensor(data.diagnostic_target, dtype=torch.float32)
+        self.batch_size = evaluation_batch_size(training, device)
 
     def __call__(self, epoch: int) -> dict:
         model, reg, data, training, device = self.model, self.regulariser, self.data, self.training, self.device
-        val_loss, val_acc = evaluate(model, data.val_x, data.val_y, training.eval_batch_size, device)
+        val_loss, val_acc = evaluate(model, data.val_x, data.val_y, self.batch_size, device)
         if not math.isfinite(val_loss):
             raise NonFiniteLossError(epoch + 1, None, "validation cross-entropy", val_loss)
         row = {"val_loss": val_loss, "val_accuracy": val_acc,
@@ -701,7 +716,7 @@ class EpochScores:
         if training.track_test:
             n = training.train_eval_images
             row.update(epoch_test_metrics(model, data.test, data.train_x[:n], data.train_y[:n],
-                                          data.superclass_of_class, training.eval_batch_size, device))
+                                          data.superclass_of_class, self.batch_size, device))
         if isinstance(reg, MTLRegulariser):
             row.update(reg.heldout_prediction(model, self.stimuli, self.all_test_rows, data.responses))
         if reg is not None:

@@ -12,13 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..models import inference_layout
-
-#: Images per forward pass when scoring on a CPU. On the 2-core CPU (demo ResNet-18 w8, fp32, 1
-#: thread, channels_last) 100 images take ~25 % less time than 500: the activations stay in the
-#: caches. The logits are bit for bit those of one 500-image pass (checked on the demo models). A
-#: GPU scores each noisy batch whole (larger batches keep it busy).
-CPU_SCORE_BATCH_SIZE = 100
+from ..models import CPU_EVAL_BATCH_SIZE, inference_layout
 
 
 def add_gaussian_noise(x01: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
@@ -34,9 +28,10 @@ def gaussian_noise_accuracies(models, images: torch.Tensor, labels: torch.Tensor
 
     Each noisy batch of ``batch_size`` images is drawn once (the noise depends on it) and scored by
     every model (the seeds of one arm in one job) ``score_batch_size`` images at a time (the logits
-    do not depend on it; default: :data:`CPU_SCORE_BATCH_SIZE` on a CPU, ``batch_size`` elsewhere)."""
+    do not depend on it; default: :data:`~neurobias.models.CPU_EVAL_BATCH_SIZE` on a CPU, ``batch_size``
+    elsewhere: a GPU scores each noisy batch whole)."""
     if score_batch_size is None:
-        score_batch_size = CPU_SCORE_BATCH_SIZE if torch.device(device).type == "cpu" else batch_size
+        score_batch_size = CPU_EVAL_BATCH_SIZE if torch.device(device).type == "cpu" else batch_size
     for model in models:
         model.eval()
     out = [[] for _ in models]
