@@ -41,6 +41,17 @@ def test_corruption_speed_times_ours_the_torch_form_and_the_reference_side_by_si
     assert "the kernels make ours" in run.stdout and "OVERALL: ours" in run.stdout
 
 
+def test_evaluation_batch_times_both_batches_and_compares_the_logits(tmp_path):
+    out = tmp_path / "evaluation_batch.csv"
+    run = run_benchmark("evaluation_batch.py", "--networks", "resnet18_w8", "vgg11_bn_w8", "--images", "24",
+                        "--batch", "8", "--rounds", "1", "--out", out)
+    df = pd.read_csv(out)
+    assert sorted(df.network) == ["resnet18_w8", "vgg11_bn_w8"] and (df.images == 24).all() and (df.batch == 8).all()
+    assert df.same_logits.all()  # a deterministic network's logits do not depend on the batch
+    assert df.speedup.tolist() == pytest.approx((df.seconds_batch_512 / df.seconds).tolist())
+    assert "8 images per pass against 512" in run.stdout
+
+
 def test_packing_probe_times_the_same_computation_both_ways():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from packing_probe import probe

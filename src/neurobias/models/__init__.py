@@ -114,11 +114,12 @@ def inference_layout(x: torch.Tensor) -> torch.Tensor:
 
 
 #: Images per forward pass when a CPU scores a deterministic network: the activations of 100
-#: images stay in the caches. Measured on the 2-core CPU (fp32, 1 thread, channels_last), against
-#: 512 at a time: ResNet-18 w8 (the demo's) ~1.8x faster, CORnet-Z w16 ~1.45x, VGG-11-BN w8
-#: ~1.35x, with bit for bit the same logits (tests/test_evaluation_sharing.py checks this for a
-#: ResNet). A GPU takes larger batches; a network that draws noise draws it per batch, so its
-#: scores depend on the batch.
+#: images stay in the caches. Measured on the 2-core CPU against 512 at a time
+#: (benchmarks/evaluation_batch.py: fp32, 1 thread, channels_last, 500 and 2000 images): ResNet-18
+#: w8 (the demo's) 1.4-1.5x faster, VGG-11-BN w8 1.2-1.3x, CORnet-Z w16 0.91-0.92x (its
+#: activations are small either way), with bit for bit the same logits (tests/test_evaluation_sharing.py
+#: checks this for a ResNet). A GPU takes larger batches; a network that draws noise draws it per
+#: batch, so its scores depend on the batch.
 CPU_EVAL_BATCH_SIZE = 100
 
 
