@@ -257,6 +257,21 @@ def test_a_cpu_trains_narrow_strided_1x1_convolutions_in_nchw():
     assert strided_1x1_convolutions_too_narrow(torch.nn.Sequential(grouped)) == ["0"]
 
 
+def test_a_cpu_scores_narrow_strided_1x1_convolutions_in_nchw_too():
+    """Evaluation moves a network to channels_last, but a white-box attack's backward pass takes the
+    weight gradient of that convolution too (it crashed brain-likeness on a width-4 ResNet): a
+    network that trains in NCHW on a CPU is scored in NCHW there."""
+    from neurobias.models import build_classifier, to_inference_layout
+    narrow, wide = to_inference_layout([build_classifier("resnet18", 10, 3, [0.5] * 3, [0.25] * 3, width=w)
+                                        for w in (4, 8)])
+    assert not narrow.training and not wide.training
+    def layouts(model):  # of the 3x3 kernels (a 1x1 kernel is contiguous in both layouts)
+        return {(w.is_contiguous(), w.is_contiguous(memory_format=torch.channels_last))
+                for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+                for w in [m.weight]}
+    assert layouts(narrow) == {(True, False)} and layouts(wide) == {(False, True)}
+
+
 def test_auto_precision_is_bf16_only_on_gpus_with_native_bf16(monkeypatch):
     """A T4 (compute capability 7.5) emulates bf16, and cuDNN has no bf16 convolutions for it:
     'auto' trains in fp32 there, in bf16 from Ampere (8.0) on; an explicit choice is kept."""

@@ -166,11 +166,6 @@ def _set_global_random_state(state: tuple, device: torch.device) -> None:
         torch.cuda.set_rng_state(state[1], device)
 
 
-def _forked_random_state(device: torch.device):
-    """Inside, draws from the global random state leave it as it was on entering."""
-    return forked_global_rng(device)
-
-
 @contextlib.contextmanager
 def _own_random_state(r: _Run, device: torch.device):
     """Inside, torch's global random state is run ``r``'s, as in its own job (where it is the only
@@ -208,7 +203,7 @@ def profile_step(model: nn.Module, regulariser, x, y, stimulus_rows, stimuli: to
     step_module.train()
     enter_training_mode(model, oracle, epoch)
     step_module.pretraining = oracle is not None and oracle.in_pretraining(epoch)
-    with _forked_random_state(device), random_draws.recording() as recorder:
+    with forked_global_rng(device), random_draws.recording() as recorder:
         loss, _ = step_module(x.contiguous(memory_format=layout), y, list(stimulus_rows), None)
         loss.backward()
     return StepProfile(recorder.draws, [name for name, p in step_module.named_parameters()
@@ -422,7 +417,7 @@ class ProbeStep:
         epoch, reg = len(r.history), r.regulariser
         batches = max(reg.stimulus_batches(0, s) for s in range(2)) if reg is not None else 0
         x, y, rows = profiles.inputs(epoch, batches)
-        with _forked_random_state(device):
+        with forked_global_rng(device):
             draws = random_draws.replay(profiles(epoch, batches).draws)
         return cls(x, y, rows, profiles.stimuli, draws, _tensor_bytes([r.data.train_x, stimuli]),
                    profiles.kind(epoch, batches)[0])

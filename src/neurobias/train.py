@@ -35,7 +35,8 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint, atomic_save, digest, run_hash
 from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
-from .models import CPU_EVAL_BATCH_SIZE, build_classifier, inference_layout
+from .models import (CPU_EVAL_BATCH_SIZE, MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS, build_classifier, inference_layout,
+                     strided_1x1_convolutions_too_narrow)
 from .regularisers import MTLRegulariser, build_regulariser, regularised_layers
 from .config import with_defaults
 from .regularisers.oracle import OracleTraining
@@ -74,25 +75,6 @@ class TrainingConfig:
     def total_epochs(self, oracle=None) -> int:
         """Epochs of the run: an oracle arm pretrains its core first (``oracle.pretrain_epochs``)."""
         return self.epochs + (oracle.pretrain_epochs if oracle is not None else 0)
-
-
-#: The fewest input channels (per group) a strided 1x1 convolution may have for a CPU to train it in
-#: channels_last layout. oneDNN's AVX2 kernel for such a convolution's weight gradient on NHWC
-#: inputs writes past its workspace when the convolution has fewer input channels than its block of
-#: 8 (uxlfoundation/oneDNN#6035, open; oneDNN 3.12 in torch 2.14.1). Measured on an AVX2-only AMD
-#: EPYC (a 1x1, stride-2 convolution, 2-7 input channels, batch 32): with one thread the process
-#: dies (segmentation fault or glibc's "double free or corruption"), with two the weight gradient
-#: is silently wrong; 1 and 8 or more input channels, stride 1, NCHW layout and the input's gradient
-#: are right. A ResNet-18 narrower than 8 has one (layer2's shortcut).
-MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS = 8
-
-
-def strided_1x1_convolutions_too_narrow(model: torch.nn.Module) -> list[str]:
-    """The names of ``model``'s strided 1x1 convolutions with fewer input channels per group than
-    :data:`MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS`: the ones a CPU cannot train in channels_last."""
-    return [name for name, m in model.named_modules()
-            if isinstance(m, torch.nn.Conv2d) and tuple(m.kernel_size) == (1, 1) and tuple(m.stride) != (1, 1)
-            and m.in_channels // m.groups < MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS]
 
 
 def training_memory_format(cfg: TrainingConfig, model: torch.nn.Module, device) -> torch.memory_format:

@@ -113,6 +113,26 @@ def inference_layout(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
+#: The fewest input channels (per group) a strided 1x1 convolution may have for a CPU to train it in
+#: channels_last layout. oneDNN's AVX2 kernel for such a convolution's weight gradient on NHWC
+#: inputs writes past its workspace when the convolution has fewer input channels than its block of
+#: 8 (uxlfoundation/oneDNN#6035, open; oneDNN 3.12 in torch 2.14.1). Measured on an AVX2-only AMD
+#: EPYC (a 1x1, stride-2 convolution, 2-7 input channels, batch 32): with one thread the process
+#: dies (segmentation fault or glibc's "double free or corruption"), with two the weight gradient
+#: is silently wrong; 1 and 8 or more input channels, stride 1, NCHW layout and the input's gradient
+#: are right. A ResNet-18 narrower than 8 has one (layer2's shortcut).
+MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS = 8
+
+
+def strided_1x1_convolutions_too_narrow(model: torch.nn.Module) -> list[str]:
+    """The names of ``model``'s strided 1x1 convolutions with fewer input channels per group than
+    :data:`MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS`: the ones a CPU cannot train, nor take a gradient through, in
+    channels_last."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Conv2d) and tuple(m.kernel_size) == (1, 1) and tuple(m.stride) != (1, 1)
+            and m.in_channels // m.groups < MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS]
+
+
 #: Images per forward pass when a CPU scores a deterministic network: the activations of 100
 #: images stay in the caches. Measured on the 2-core CPU against 512 at a time
 #: (benchmarks/evaluation_batch.py: fp32, 1 thread, channels_last, 500 and 2000 images): ResNet-18
@@ -124,5 +144,13 @@ CPU_EVAL_BATCH_SIZE = 100
 
 
 def to_inference_layout(models: list) -> list:
-    """Evaluation-only models moved to channels_last (see :func:`inference_layout`), in eval mode."""
-    return [m.to(memory_format=torch.channels_last).eval() for m in models]
+    """Evaluation-only models moved to channels_last (see :func:`inference_layout`), in eval mode;
+    on a CPU, a network with a strided 1x1 convolution too narrow for oneDNN's channels_last kernel
+    (:func:`strided_1x1_convolutions_too_narrow`) stays in NCHW, as it trains: a white-box attack's
+    backward pass computes that convolution's weight gradient too, which kills the process."""
+    return [(m if _on_cpu(m) and strided_1x1_convolutions_too_narrow(m)
+             else m.to(memory_format=torch.channels_last)).eval() for m in models]
+
+
+def _on_cpu(model: nn.Module) -> bool:
+    return all(p.device.type == "cpu" for p in model.parameters())

@@ -434,8 +434,8 @@ def fit_v1_model(recording: Recording, *, seed: int, device: str = "cpu", max_ep
     < 0.001 correlation each, which the < 1 min budget cannot afford.
 
     The global RNG is seeded inside :func:`~neurobias.seeding.forked_global_rng`, so the caller's
-    RNG state (CPU and GPU) is the same after the call as before it. The metrics dict holds the fitting history and the result
-    of :func:`evaluate_v1_model` on the ``test`` tier.
+    RNG state (CPU and GPU) is the same after the call as before it. The metrics dict holds the
+    fitting history and the result of :func:`evaluate_v1_model` on the ``test`` tier.
     """
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")

@@ -36,12 +36,12 @@ returned images are re-clipped to the budget (Foolbox's ``clip_perturbation``), 
   that Dapello et al.'s code used. It is a weak L1 attack compared with sparse ones (e.g.
   SLIDE / APGD-L1), which is fine for comparing models with one fixed attack, not for
   absolute L1 robustness claims.
-* Reproducibility: the random start is drawn from torch's global generator, reseeded with
-  ``torch.manual_seed``'s way from ``(seed, norm, epsilon, first image of the batch)`` before every
-  batch inside :func:`~neurobias.seeding.forked_global_rng`, so the caller's RNG state is left untouched and a
-  record does not depend on which other budgets were evaluated. Identical results need the
-  same ``seed``, ``batch_size`` and device (on CUDA, non-deterministic kernels may still
-  change low-order bits).
+* Reproducibility: the random start is drawn from torch's global generator, reseeded as
+  ``torch.manual_seed`` does from ``(seed, norm, epsilon, first image of the batch)`` before
+  every batch inside :func:`~neurobias.seeding.forked_global_rng`, so the caller's RNG state is
+  left untouched and a record does not depend on which other budgets were evaluated. Identical
+  results need the same ``seed``, ``batch_size`` and device (on CUDA, non-deterministic kernels
+  may still change low-order bits).
 * Same images for every model: the subset of the test split comes from
   :func:`.adversarial.select_images` (``np.random.default_rng`` seeded by the *evaluation*
   ``seed`` only), the same subset the minimal-perturbation evaluation attacks, so arms, seeds
@@ -257,8 +257,9 @@ def pgd_adversarials(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm
     device) with labels ``y``: ``||x_adv - x||_p <= epsilon`` (float32 rounding aside) and
     ``x_adv`` in [0, 1]. ``eot_samples > 1`` attacks :class:`ExpectationOverNoise`.
 
-    ``seed`` given: torch's generators are reseeded with it inside :func:`~neurobias.seeding.forked_global_rng`
-    (the caller's RNG state is kept); None: the random start uses the current global state.
+    ``seed`` given: torch's generators are reseeded with it inside
+    :func:`~neurobias.seeding.forked_global_rng` (the caller's RNG state is kept); None: the random
+    start uses the current global state.
     ``epsilon == 0`` returns ``x`` unchanged.
     """
     _check_norm(norm)
