@@ -35,8 +35,8 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint, atomic_save, digest, run_hash
 from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
-from .models import (CPU_EVAL_BATCH_SIZE, MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS, build_classifier, inference_layout,
-                     strided_1x1_convolutions_too_narrow)
+from .models import (CPU_EVAL_BATCH_SIZE, MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS, build_classifier, channels_last_is_safe,
+                     inference_layout, strided_1x1_convolutions_too_narrow)
 from .regularisers import MTLRegulariser, build_regulariser, regularised_layers
 from .config import with_defaults
 from .regularisers.oracle import OracleTraining
@@ -82,11 +82,8 @@ def training_memory_format(cfg: TrainingConfig, model: torch.nn.Module, device) 
     ``training.channels_last`` asks, except on a CPU for a network with a strided 1x1 convolution
     too narrow for oneDNN's channels_last kernel (:func:`strided_1x1_convolutions_too_narrow`),
     which trains in NCHW: the same numbers on every CPU, and never the AVX2 kernel's."""
-    if not cfg.channels_last:
-        return torch.contiguous_format
-    if torch.device(device).type == "cpu" and strided_1x1_convolutions_too_narrow(model):
-        return torch.contiguous_format
-    return torch.channels_last
+    safe = cfg.channels_last and channels_last_is_safe(model, device)
+    return torch.channels_last if safe else torch.contiguous_format
 
 
 def describe_memory_format(cfg: TrainingConfig, model: torch.nn.Module, layout: torch.memory_format) -> str:

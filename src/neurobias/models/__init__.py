@@ -133,6 +133,15 @@ def strided_1x1_convolutions_too_narrow(model: torch.nn.Module) -> list[str]:
             and m.in_channels // m.groups < MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS]
 
 
+def channels_last_is_safe(model: nn.Module, device=None) -> bool:
+    """Whether ``model`` may run forward and backward passes in channels_last on ``device`` (default:
+    where its parameters are): anywhere but on a CPU for a network with a strided 1x1 convolution
+    too narrow for oneDNN's kernel (:func:`strided_1x1_convolutions_too_narrow`)."""
+    on_cpu = (torch.device(device).type == "cpu" if device is not None
+              else all(p.device.type == "cpu" for p in model.parameters()))
+    return not (on_cpu and strided_1x1_convolutions_too_narrow(model))
+
+
 #: Images per forward pass when a CPU scores a deterministic network: the activations of 100
 #: images stay in the caches. Measured on the 2-core CPU against 512 at a time
 #: (benchmarks/evaluation_batch.py: fp32, 1 thread, channels_last, 500 and 2000 images): ResNet-18
@@ -145,12 +154,7 @@ CPU_EVAL_BATCH_SIZE = 100
 
 def to_inference_layout(models: list) -> list:
     """Evaluation-only models moved to channels_last (see :func:`inference_layout`), in eval mode;
-    on a CPU, a network with a strided 1x1 convolution too narrow for oneDNN's channels_last kernel
-    (:func:`strided_1x1_convolutions_too_narrow`) stays in NCHW, as it trains: a white-box attack's
-    backward pass computes that convolution's weight gradient too, which kills the process."""
-    return [(m if _on_cpu(m) and strided_1x1_convolutions_too_narrow(m)
-             else m.to(memory_format=torch.channels_last)).eval() for m in models]
-
-
-def _on_cpu(model: nn.Module) -> bool:
-    return all(p.device.type == "cpu" for p in model.parameters())
+    a network for which that is not safe (:func:`channels_last_is_safe`) stays in NCHW, as it
+    trains: a white-box attack's backward pass computes the narrow convolution's weight gradient
+    too, which kills the process."""
+    return [(m.to(memory_format=torch.channels_last) if channels_last_is_safe(m) else m).eval() for m in models]
