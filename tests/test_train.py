@@ -243,8 +243,8 @@ def test_a_cpu_trains_narrow_strided_1x1_convolutions_in_nchw():
     the process, or silently returns wrong gradients, below 8 input channels (oneDNN#6035): a
     ResNet-18 of width 4 (layer2's shortcut: 4 -> 8 channels, stride 2) trains in NCHW on a CPU,
     width 8 keeps channels_last, and a GPU (cuDNN) keeps it for both."""
-    from neurobias.models import build_classifier
-    from neurobias.train import strided_1x1_convolutions_too_narrow, training_memory_format
+    from neurobias.models import build_classifier, strided_1x1_convolutions_too_narrow
+    from neurobias.train import training_memory_format
     cfg = TrainingConfig(epochs=1)
     narrow, wide = (build_classifier("resnet18", 10, 3, [0.5] * 3, [0.25] * 3, width=w) for w in (4, 8))
     assert strided_1x1_convolutions_too_narrow(narrow) == ["backbone.layer2.0.shortcut.0"]
