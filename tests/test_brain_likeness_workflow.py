@@ -11,7 +11,7 @@ from matplotlib.image import imread
 from scipy import stats
 
 from conftest import ROOT, snakemake
-from neurobias.train import load_classifier
+from neurobias.models.io import load_classifier
 
 BRAIN = ROOT / "tests" / "configs" / "brain_tiny.yaml"
 ARMS = ("none", "vone_v1", "vone_uniform")

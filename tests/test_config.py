@@ -184,6 +184,7 @@ def test_schema_defaults_match_the_library_functions_they_feed():
     from neurobias.data.synthetic import make_synthetic_task
     from neurobias.neural.simulated_v1 import V1PopulationParams
     from neurobias.neural.v1_model import fit_v1_model
+    from neurobias.registry import dataset_sources
     from neurobias.train import TrainingConfig
     defs = load_schema()["$defs"]
 
@@ -191,7 +192,8 @@ def test_schema_defaults_match_the_library_functions_they_feed():
         return {k: v["default"] for k, v in props.items() if isinstance(v, dict) and "default" in v}
 
     checks = [(defaults(defs["v1_model"]["properties"]), inspect.signature(fit_v1_model).parameters),
-              (defaults(defs["dataset"]["oneOf"][0]["properties"]), inspect.signature(make_synthetic_task).parameters)]
+              (defaults(dataset_sources()["synthetic"].schema["properties"]),
+                   inspect.signature(make_synthetic_task).parameters)]
     for schema_defaults, params in checks:
         for key, value in schema_defaults.items():
             if key in params and params[key].default is not inspect.Parameter.empty:

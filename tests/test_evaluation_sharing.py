@@ -16,7 +16,8 @@ from neurobias.predictivity import layer_explained_variance
 from neurobias.robustness.manipulations import manipulation_accuracies, manipulation_accuracy, to_grey
 from neurobias.robustness.noise import gaussian_noise_accuracies
 from neurobias.robustness.pgd import is_stochastic
-from neurobias.train import evaluate, load_classifier, save_classifier
+from neurobias.models.io import load_classifier, save_classifier
+from neurobias.train import evaluate
 
 N_CLASSES = 3
 
@@ -114,7 +115,7 @@ def one_model_at_a_time(models: list, test_split, recording) -> pd.DataFrame:
     images, labels, _ = load_split(test_split)
     rec = Recording.load(recording)
     ev, man = BRAIN_CFG["explained_variance"], BRAIN_CFG["manipulations"]
-    sub_x, sub_y = jobs._seeded_subset(images, labels, man["n_images"], man["seed"])
+    sub_x, sub_y = jobs.evaluation._seeded_subset(images, labels, man["n_images"], man["seed"])
     rows = []
     for seed, path in enumerate(models):
         model = to_inference_layout([load_classifier(path)])[0]  # as every evaluation job's

@@ -28,8 +28,9 @@ from neurobias.neural.v1_model import pearson_per_neuron
 from neurobias.regularisers import MTLRegulariser, build_regulariser
 from neurobias.regularisers.mtl import fit_oracle_targets
 from neurobias.regularisers.oracle import OracleTraining
+from neurobias.models.io import stimuli_as_inputs
 from neurobias.train import (EpochStep, RunData, TrainingConfig, batchnorm_layers, build_model,
-                             build_run_regulariser, epoch_generator, stimuli_as_inputs)
+                             build_run_regulariser, epoch_generator)
 
 STUDIES = ROOT / "studies"
 

@@ -607,7 +607,7 @@ def rsm_run(small_task, tmp_path_factory):
 
 
 def test_rsm_arm_history_has_test_metrics(rsm_run, small_task):
-    from neurobias.train import load_classifier
+    from neurobias.models.io import load_classifier
     h, out = rsm_run
     assert list(h["epoch"]) == [1]
     for col in ("test_accuracy", "test_loss", "train_eval_loss", "generalisation_error", "within_superclass_error"):
@@ -658,7 +658,7 @@ def test_within_superclass_share_by_hand_with_a_stub_model():
 
 
 def test_label_noise_corrupts_training_labels_only(small_task, tmp_path):
-    from neurobias.train import load_classifier
+    from neurobias.models.io import load_classifier
     clean = run_small(small_task, tmp_path / "clean", {"regulariser": "none"})
     noisy = run_small(small_task, tmp_path / "noisy", {"regulariser": "none", "label_noise": 1.0})
     assert not np.isclose(clean["train_loss"].iloc[0], noisy["train_loss"].iloc[0])

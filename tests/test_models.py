@@ -218,7 +218,7 @@ def test_head_init_is_a_vgg_option_in_the_config():
 
 
 def test_save_and_load_classifier_with_new_options(tmp_path):
-    from neurobias.train import load_classifier, save_classifier
+    from neurobias.models.io import load_classifier, save_classifier
     for cfg in ({"architecture": "cornet_z", "width": 4, "input_size": 40, "diagnostic_layers": ["V1"]},
                 {"architecture": "vgg16", "width": 4, "batch_norm": True, "diagnostic_layers": ["conv2_1"]}):
         model = build_classifier(cfg["architecture"], 10, 1, [0.4], [0.2],

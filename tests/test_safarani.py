@@ -21,8 +21,8 @@ from neurobias.models import build_classifier
 from neurobias.neural.similarity import shuffle_responses
 from neurobias.neural.simulated_v1 import SimulatedV1, V1PopulationParams
 from neurobias.regularisers.mtl import MTLRegulariser, fit_oracle_targets, neural_batches
-from neurobias.train import (TrainingConfig, learning_rate_and_stop, load_classifier, stimuli_as_inputs,
-                             train_arm)
+from neurobias.models.io import load_classifier, stimuli_as_inputs
+from neurobias.train import TrainingConfig, learning_rate_and_stop, train_arm
 
 TINY_CFG = ROOT / "tests" / "configs" / "safarani_tiny.yaml"
 

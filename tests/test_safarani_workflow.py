@@ -24,7 +24,7 @@ from neurobias.neural.recording import Recording
 from neurobias.neural.v1_model import load_v1_model, predict_responses
 from neurobias.robustness.corruptions import CATEGORIES
 from neurobias.stats import robustness_scores
-from neurobias.train import load_classifier
+from neurobias.models.io import load_classifier
 
 SAF = ROOT / "tests" / "configs" / "safarani_tiny.yaml"
 PRESET = ROOT / "studies" / "safarani2021.yaml"
@@ -124,7 +124,7 @@ def test_robustness_scores_intervals_and_regression(saf_run, study):
     control = contrasts[contrasts["arm"] == "mtl_shuffled"]
     assert np.allclose(control[["score", "ci_low", "ci_high"]], 1.0)
     # the intervals are the paired bootstrap with MTL-shuffled as the reference, recomputed here
-    from neurobias.jobs import _load_correct
+    from neurobias.jobs.analysis import _load_correct
     from neurobias.stats import bootstrap_robustness
     per_image, conditions = _load_correct({a: saf_run / f"results/eval/saf/corruptions/{a}_correct.npz"
                                            for a in study["arms"]})

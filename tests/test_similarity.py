@@ -447,7 +447,7 @@ d, rec, options = {str(tmp_path)!r}, {str(recording)!r}, {options!r}
 for kind in ("data", "rsm_v1", "rsm_gaussian_other"):
     jobs.similarity(recording=rec, target=f"{{d}}/{{kind}}.npy", kind=kind, options=options, device="auto")
 jobs.similarity(recording=rec, target=f"{{d}}/shuffle.npy", kind="shuffle", options=options,
-                model_similarity=f"{{d}}/data.npy", device="auto")
+                source_target=f"{{d}}/data.npy", device="auto")
 jobs.similarity_diagnostics(recording=rec, targets=[f"{{d}}/data.npy", f"{{d}}/shuffle.npy"],
                             diagnostics=f"{{d}}/diagnostics.json", kinds=["data", "shuffle"])
 assert "torch" not in sys.modules, "torch was imported"

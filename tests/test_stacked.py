@@ -278,7 +278,7 @@ SIMILARITY = {"regulariser": "similarity", "alpha": 1.0, "layers": ["V1", "V2"],
 
 
 def prepared_stimuli(task):
-    from neurobias.train import stimuli_as_inputs
+    from neurobias.models.io import stimuli_as_inputs
     images = task["train"][0]
     return stimuli_as_inputs(task["stimuli"], images.shape[1], images.shape[-1])
 

@@ -11,8 +11,9 @@ from neurobias.neural.similarity import neural_similarity
 from neurobias.neural.simulated_v1 import SimulatedV1, V1PopulationParams
 import neurobias.train
 from neurobias.regularisers import SimilarityRegulariser
+from neurobias.models.io import load_classifier
 from neurobias.train import (NonFiniteLossError, StepLosses, TrainingConfig, augment, evaluation_batch_size,
-                             learning_rate, load_classifier, train_arm)
+                             learning_rate, train_arm)
 
 
 @pytest.fixture(scope="module")

@@ -228,7 +228,7 @@ def test_normalisation_and_resize_precede_the_block():
 @pytest.mark.parametrize("vone_cfg", [{"noise": False, "parameters": "uniform", "seed": 3, "kernel_size": 5},
                                       {"noise": True}])
 def test_save_and_load_round_trip(tmp_path, vone_cfg):
-    from neurobias.train import load_classifier, save_classifier
+    from neurobias.models.io import load_classifier, save_classifier
     cfg = {"architecture": "resnet18", "width": 4, "vone": vone_cfg, "diagnostic_layers": ["vone"]}
     model = classifier("resnet18", vone_cfg, width=4).eval()
     save_classifier(model, cfg, 10, 3, tmp_path / "model.pt")

@@ -8,7 +8,6 @@ field (``studies.demo.arms.shuffle.alpha``) and what was expected.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import os
@@ -17,23 +16,15 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .layer_names import ARCHITECTURE_OPTIONS, ARCHITECTURE_TAPS, taps_for, vone_enabled
+from .layer_names import architecture_options, taps_for, vone_enabled
+from .registry import (RegistryError, architectures, dataset_sources, evaluations, generation, recording_sources,
+                       regularisers, targets)
 from .sources import image_size_of
 from .stacking_rules import unsupported_reason
 
 # package data (pyproject), so an installed neurobias validates configs without the repository;
 # workflow/schemas/config.schema.yaml links here, where snakemake-workflows users look for it
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
-LI_TARGETS = ("model", "data", "shuffle", "vgg")
-RSM_TARGETS = ("rsm_v1", "rsm_v1_shuffle", "rsm_gaussian_v1", "rsm_gaussian_other")
-MTL_TARGETS = ("responses_model", "responses_shuffle", "responses_oracle")
-# Per regulariser: the arm fields it needs and the targets it accepts (none: it takes no target).
-REGULARISER_FIELDS = {"similarity": (("target", "alpha", "layers"), LI_TARGETS),
-                      "rsm": (("target", "r", "layer"), RSM_TARGETS),
-                      "mtl": (("target", "layer"), MTL_TARGETS),
-                      "oracle": (("layer", "oracle"), ())}
-# Backbones an oracle arm can split at a layer (models.core_split.CoreSplit)
-SPLITTABLE = frozenset({"cornet_z", "vgg11", "vgg16", "vgg19"})
 # Sweeps: config key -> (arm field it sets, key of its values, name infix, regulariser it needs)
 SWEEPS = {"label_noise": ("label_noise", "fractions", "labelnoise", None),
           "r": ("r", "values", "r", "rsm"),
@@ -45,8 +36,71 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | Path | None = None) -> dict:
+    """The config schema: the YAML file (``path``, default the packaged one) with what the declared
+    kinds add (:func:`add_declarations`)."""
     with open(path or SCHEMA_PATH) as f:
-        return yaml.safe_load(f)
+        return add_declarations(yaml.safe_load(f))
+
+
+def _add_property(properties: dict, name: str, schema: dict, spec, where: str) -> None:
+    """Add one declared field to a section's properties; a field two declarations give different
+    schemas is an error naming both (descriptions may differ)."""
+    def essence(sub):
+        return {k: v for k, v in sub.items() if k not in ("description", "default")}
+    if name in properties and essence(properties[name]) != essence(schema):
+        raise RegistryError(f"{spec.kind} {spec.name!r} ({spec.origin}) declares the field '{where}.{name}' as "
+                            f"{essence(schema)}, but it is already {essence(properties[name])}")
+    properties.setdefault(name, schema)
+
+
+def _source_branches(section: dict, registry, where: str) -> None:
+    """A config entry with a ``source``: the declared sources' names, and per source a closed
+    schema of its keys (if source is X then X's keys)."""
+    section["properties"] = {"source": {"enum": registry.names()}}
+    section["allOf"] = [
+        {"if": {"properties": {"source": {"const": spec.name}}},
+         "then": {"type": "object", "additionalProperties": False,
+                  "required": ["source", *spec.schema.get("required", [])],
+                  "properties": {"source": {"const": spec.name, "description": spec.doc},
+                                 **spec.schema.get("properties", {})}}}
+        for spec in registry]
+
+
+def add_declarations(schema: dict) -> dict:
+    """Fill the schema's open places from the registries (in place; returned): the regulariser,
+    target and architecture enums, each regulariser's own arm fields and its defaults, each
+    architecture's options, each evaluation's section, and each recording and dataset source's keys."""
+    defs = schema["$defs"]
+    arm = defs["arm"]
+    props = arm["properties"]
+    props["regulariser"]["enum"] = ["none", *regularisers().names()]
+    props["target"]["enum"] = targets().names()
+    for spec in regularisers():
+        defaults = dict(spec.defaults)
+        for name, sub in spec.fields.items():
+            sub = dict(sub)
+            if "default" in sub:  # this kind's default only
+                defaults[name] = sub.pop("default")
+            _add_property(props, name, sub, spec, "studies.<study>.arms.<arm>")
+        unknown = sorted(set(defaults) - set(props))
+        if unknown:
+            raise RegistryError(f"regulariser {spec.name!r} ({spec.origin}): defaults for {unknown}, which no "
+                                f"declaration makes an arm field")
+        if defaults:
+            arm.setdefault("allOf", []).append(
+                {"if": {"properties": {"regulariser": {"const": spec.name}}},
+                 "then": {"properties": {k: {"default": v} for k, v in defaults.items()}}})
+    model = defs["study"]["properties"]["model"]["properties"]
+    model["architecture"]["enum"] = architectures().names()
+    for spec in architectures():
+        for name, sub in spec.options.items():
+            _add_property(model, name, sub, spec, "studies.<study>.model")
+            _add_property(props["model"]["properties"], name, sub, spec, "studies.<study>.arms.<arm>.model")
+    for spec in evaluations():
+        defs["evaluations"]["properties"][spec.name] = spec.schema
+    _source_branches(defs["recording"], recording_sources(), "recordings")
+    _source_branches(defs["dataset"], dataset_sources(), "datasets")
+    return schema
 
 
 def _field(path) -> str:
@@ -150,9 +204,16 @@ def fill_defaults(instance, schema: dict, root: dict | None = None) -> None:
             fill_defaults(instance, branch, root)
 
 
-@functools.lru_cache(maxsize=1)
+_SCHEMA_CACHE: dict = {}
+
+
 def _packaged_schema() -> dict:
-    return load_schema()
+    """The packaged schema with the declarations, rebuilt when a plugin adds one."""
+    key = generation()
+    if key not in _SCHEMA_CACHE:
+        _SCHEMA_CACHE.clear()
+        _SCHEMA_CACHE[key] = load_schema()
+    return _SCHEMA_CACHE[key]
 
 
 def _schema_node(path: tuple[str, ...]) -> dict:
@@ -233,9 +294,13 @@ def resolve_extends(config: dict, base_dir: str | Path = REPOSITORY) -> None:
 
 
 def validate_config(config: dict, schema: dict | None = None) -> dict:
-    """Raise :class:`ConfigError` on the first problem; fill schema defaults; return the config."""
-    schema = schema or load_schema()
+    """Raise :class:`ConfigError` on the first problem; fill schema defaults; return the config.
+    The plugins the config names are imported first (their declarations extend the schema)."""
     resolve_extends(config)
+    from .plugins import load_plugins
+    load_plugins(config.get("plugins") or [])
+    schema = schema or load_schema()
+    _check_kind_names(config)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(map(str, e.path))))
     if errors:
@@ -260,38 +325,26 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         if unknown:
             raise ConfigError(f"config field '{where}.control_arms': {unknown} are not arms {sorted(study['arms'])}")
         architecture = study["model"]["architecture"]
-        bad = sorted(set(study["model"]) - {"architecture", "diagnostic_layers"} - ARCHITECTURE_OPTIONS[architecture])
+        options = architecture_options(architecture)
+        bad = sorted(set(study["model"]) - {"architecture", "diagnostic_layers"} - options)
         if bad:
             raise ConfigError(f"config field '{where}.model.{bad[0]}': not an option of {architecture} "
-                              f"(options: {sorted(ARCHITECTURE_OPTIONS[architecture])})")
+                              f"(options: {sorted(options)})")
         _check_layers(f"{where}.model.diagnostic_layers", study["model"].get("diagnostic_layers", []), architecture,
                       study["model"])
         expand_sweeps(study, where)
         for arm_name, arm in study["arms"].items():
             model = arm_model(study, arm_name)
-            bad = sorted(set(arm.get("model", {})) - ARCHITECTURE_OPTIONS[architecture])
+            bad = sorted(set(arm.get("model", {})) - options)
             if bad:
                 raise ConfigError(f"config field '{where}.arms.{arm_name}.model.{bad[0]}': not an option of "
-                                  f"{architecture} (options: {sorted(ARCHITECTURE_OPTIONS[architecture])})")
+                                  f"{architecture} (options: {sorted(options)})")
             _check_model_builds(f"{where}.arms.{arm_name}.model", model, config["datasets"][study["dataset"]])
             # the held-out diagnostic reads these layers on every arm's own model
             _check_layers(f"{where}.model.diagnostic_layers", model.get("diagnostic_layers", []), architecture, model)
             if arm["regulariser"] == "none":
                 continue
-            required, targets = REGULARISER_FIELDS[arm["regulariser"]]
-            for key in required:
-                if key not in arm:
-                    raise ConfigError(f"config field '{where}.arms.{arm_name}.{key}': required for the "
-                                      f"{arm['regulariser']!r} regulariser")
-            if not targets and "target" in arm:
-                raise ConfigError(f"config field '{where}.arms.{arm_name}.target': the {arm['regulariser']!r} "
-                                  f"regulariser takes no target")
-            if targets and arm["target"] not in targets:
-                raise ConfigError(f"config field '{where}.arms.{arm_name}.target': {arm['target']!r} is not a "
-                                  f"target of the {arm['regulariser']!r} regulariser; expected one of {list(targets)}")
-            layers = arm["layers"] if arm["regulariser"] == "similarity" else [arm["layer"]]
-            _check_layers(f"{where}.arms.{arm_name}.{'layers' if arm['regulariser'] == 'similarity' else 'layer'}",
-                          layers, architecture, model)
+            _check_regulariser(arm, f"{where}.arms.{arm_name}", architecture, model)
         if "learning_curves" in study["evaluations"]:
             _check_learning_curves(study, where, config["datasets"][study["dataset"]])
         _check_safarani(study, where, config["datasets"][study["dataset"]])
@@ -305,13 +358,63 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     return config
 
 
+def _check_kind_names(config: dict) -> None:
+    """Every kind name the config uses is declared (built in or by a listed plugin): said with the
+    field, the names known and where a plugin's come from, before the schema's generic message."""
+    def entries(key):
+        value = config.get(key)
+        return value.items() if isinstance(value, dict) else ()
+    try:
+        for table, registry in (("datasets", dataset_sources()), ("recordings", recording_sources())):
+            for name, entry in entries(table):
+                if isinstance(entry, dict) and "source" in entry:
+                    registry.require(entry["source"], f"{table}.{name}.source")
+        for name, study in entries("studies"):
+            if not isinstance(study, dict):
+                continue
+            model = study.get("model")
+            if isinstance(model, dict) and "architecture" in model:
+                architectures().require(model["architecture"], f"studies.{name}.model.architecture")
+            for evaluation in study.get("evaluations") or {}:
+                evaluations().require(evaluation, f"studies.{name}.evaluations.{evaluation}")
+            for arm_name, arm in (study.get("arms") or {}).items():
+                if not isinstance(arm, dict):
+                    continue
+                if "regulariser" in arm:
+                    regularisers().require(arm["regulariser"], f"studies.{name}.arms.{arm_name}.regulariser")
+                if "target" in arm:
+                    targets().require(arm["target"], f"studies.{name}.arms.{arm_name}.target")
+    except RegistryError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _check_regulariser(arm: dict, where: str, architecture: str, model: dict) -> None:
+    """An arm's regulariser against its declaration: the fields it needs, a target of a product it
+    accepts (or none), and layers its network has."""
+    kind = arm["regulariser"]
+    spec = regularisers()[kind]
+    for key in spec.required:
+        if key not in arm:
+            raise ConfigError(f"config field '{where}.{key}': required for the {kind!r} regulariser")
+    if not spec.accepts and "target" in arm:
+        raise ConfigError(f"config field '{where}.target': the {kind!r} regulariser takes no target")
+    if spec.accepts and "target" in arm and targets()[arm["target"]].product not in spec.accepts:
+        usable = [t.name for t in targets() if t.product in spec.accepts]
+        raise ConfigError(f"config field '{where}.target': {arm['target']!r} is not a target of the {kind!r} "
+                          f"regulariser; expected one of {usable}")
+    field = spec.layers_field
+    if field is not None and field in arm:
+        _check_layers(f"{where}.{field}", arm[field] if field == "layers" else [arm[field]], architecture, model)
+
+
 def _check_model_builds(field: str, model: dict, dataset: dict) -> None:
-    """What the schema cannot see: VGG-16's five poolings need inputs of at least 32 px; a VOneBlock
-    needs at least one Gabor channel."""
+    """What the schema cannot see: an architecture's smallest input (VGG's five poolings need 32 px);
+    a VOneBlock needs at least one Gabor channel."""
     size = model.get("input_size") or image_size_of(dataset)
-    if model["architecture"] in ("vgg11", "vgg16", "vgg19") and size < 32:
-        raise ConfigError(f"config field '{field}': {model['architecture']} needs inputs of at least 32 px (five 2x poolings); "
-                          f"got {size} (set model.input_size: 32)")
+    minimum = architectures()[model["architecture"]].min_input_size
+    if size < minimum:
+        raise ConfigError(f"config field '{field}': {model['architecture']} needs inputs of at least {minimum} px "
+                          f"(five 2x poolings); got {size} (set model.input_size: {minimum})")
     vone = model.get("vone")
     if isinstance(vone, dict) and vone.get("simple_channels", 16) + vone.get("complex_channels", 16) < 1:
         raise ConfigError(f"config field '{field}.vone': simple_channels + complex_channels must be at least 1")
@@ -324,15 +427,19 @@ def _check_safarani(study: dict, where: str, dataset: dict) -> None:
     spec = study["evaluations"].get("corruptions")
     size = image_size_of(dataset)
     for name, arm in arms.items():
-        if arm["regulariser"] != "oracle":
+        if arm["regulariser"] == "none" or not regularisers()[arm["regulariser"]].splits_core:
             continue
         model = arm_model(study, name)
-        if model["architecture"] not in SPLITTABLE:
-            raise ConfigError(f"config field '{where}.arms.{name}.regulariser': the oracle freezes the core before its layer; "
-                              f"the model is {model['architecture']!r} (use one of {sorted(SPLITTABLE)})")
+        if not architectures()[model["architecture"]].splittable:
+            splittable = sorted(spec.name for spec in architectures() if spec.splittable)
+            raise ConfigError(f"config field '{where}.arms.{name}.regulariser': the {arm['regulariser']} regulariser "
+                              f"freezes the core before its layer; the model is {model['architecture']!r} (use one of "
+                              f"{splittable})")
         if vone_enabled(model.get("vone")):
-            raise ConfigError(f"config field '{where}.arms.{name}.model.vone': the oracle cannot split a network "
-                              f"with a VOneBlock front end at a layer")
+            raise ConfigError(f"config field '{where}.arms.{name}.model.vone': the {arm['regulariser']} regulariser "
+                              f"cannot split a network with a VOneBlock front end at a layer")
+        if arm["regulariser"] != "oracle":
+            continue
         fraction, batch = arm["oracle"]["clean_fraction"], study["training"]["batch_size"]
         if round(batch * fraction) >= batch:
             raise ConfigError(f"config field '{where}.arms.{name}.oracle.clean_fraction': {fraction} leaves no corrupted "
@@ -439,9 +546,9 @@ def _check_brain_likeness(config: dict) -> None:
         raise ConfigError("config field 'brain_likeness': needs a robustness measure to correlate with: "
                           "white_box, manipulations, or a study with a gaussian_noise evaluation")
     for architecture, layers in bl.get("layers", {}).items():
-        if architecture not in ARCHITECTURE_TAPS:
+        if architecture not in architectures():
             raise ConfigError(f"config field 'brain_likeness.layers.{architecture}': unknown architecture; "
-                              f"known: {sorted(ARCHITECTURE_TAPS)}")
+                              f"known: {sorted(architectures().names())}")
         # "vone" is allowed: it exists on the models that have the front end
         _check_layers(f"brain_likeness.layers.{architecture}", layers, architecture, {"vone": True})
 
@@ -480,6 +587,6 @@ def resolve_device(requested: str = "auto") -> str:
 def similarity_targets(study: dict) -> list[str]:
     """The S_neural kinds a study's arms need, always including 'model' (the diagnostic target)."""
     kinds = {"model"} | {arm["target"] for arm in study["arms"].values() if "target" in arm}
-    if "responses_oracle" in kinds:  # its readout is fitted to the V1 model's predictions
-        kinds.add("responses_model")
+    for kind in list(kinds):  # e.g. an oracle readout is fitted to the V1 model's predictions
+        kinds |= set(targets()[kind].implies)
     return sorted(kinds)

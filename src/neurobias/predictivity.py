@@ -288,7 +288,7 @@ def layer_features(model, images_uint8: np.ndarray, layers, channels: int | None
                    image_size: int | None = None, device="cpu", batch_size: int = 256,
                    pool_to: int | None = 8) -> dict[str, np.ndarray]:
     """Flattened (optionally pooled) activations {layer: [N, D]} of grey stimuli, in eval mode."""
-    from .train import stimuli_as_inputs
+    from .models.io import stimuli_as_inputs
     layers = list(layers)
     unknown = [t for t in layers if t not in model.tap_names]
     if unknown:

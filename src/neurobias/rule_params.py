@@ -9,32 +9,54 @@ pandas or torch): the Snakefile calls these while it builds the job graph.
 from __future__ import annotations
 
 from .config import arm_model, sweep_arm_name
+from .registry import regularisers, targets
+from .sources import VGG19_FILE
 
-# What each kind of neural target reads of the study's ``similarity`` settings.
-SIMILARITY_OPTIONS = {"model": (), "data": (), "responses_model": (),
-                      "shuffle": ("shuffle_seed",), "responses_shuffle": ("shuffle_seed",),
-                      "rsm_v1": ("rsm_metric", "shuffle_seed"), "rsm_v1_shuffle": ("rsm_metric", "shuffle_seed"),
-                      "rsm_gaussian_v1": ("rsm_metric", "shuffle_seed"),
-                      "rsm_gaussian_other": ("rsm_metric", "shuffle_seed", "gaussian_other"),
-                      "vgg": ("shuffle_seed", "vgg_weights")}
-# Targets computed with torch on the job's device (workflow rule similarity__from_network, a GPU job
-# on a cluster), and the others, numpy computations of the responses (rule similarity, a CPU job).
-DEVICE_TARGETS = frozenset({"model", "responses_model", "vgg"})
-HOST_TARGETS = frozenset(SIMILARITY_OPTIONS) - DEVICE_TARGETS
+
+def target_kinds(on_device: bool) -> list[str]:
+    """The targets the ``similarity`` job builds (not those read from a trained model, which have
+    rules of their own) that run a network on the job's device (rule similarity__from_network, a GPU
+    job on a cluster), or the others, numpy computations of the responses (rule similarity, a CPU
+    job)."""
+    return [t.name for t in targets() if t.on_device == on_device and not t.from_trained_model]
 
 
 def similarity_options(study_cfg: dict, kind: str, image_size: int) -> dict:
-    """The ``similarity`` settings one kind of target is built from (and the image size for VGG)."""
+    """The ``similarity`` settings one kind of target is built from (its declared ``options``), and
+    the image size for a target that reads a network's features of the stimuli (VGG)."""
     settings = study_cfg["similarity"]
-    options = {key: settings[key] for key in SIMILARITY_OPTIONS[kind] if key in settings}
-    if kind == "vgg":
+    spec = targets()[kind]
+    options = {key: settings[key] for key in spec.options if key in settings}
+    if "vgg_weights" in spec.reads:
         options["image_size"] = image_size
     return options
 
 
+def target_inputs(study: str, study_cfg: dict, kind: str) -> dict:
+    """The files a target is built from besides the recording, by what it declares it ``reads``:
+    ``v1_model`` (the fitted V1 model), ``vgg_weights`` (the ImageNet VGG-19, only when the study's
+    ``similarity.vgg_weights`` is imagenet), ``target:<name>`` (another target of the study)."""
+    inputs = {}
+    for read in targets()[kind].reads:
+        if read == "v1_model":
+            inputs["v1_model"] = f"results/v1model/{study_cfg['recording']}/model.pt"
+        elif read == "vgg_weights":
+            if study_cfg["similarity"]["vgg_weights"] == "imagenet":
+                inputs["vgg_weights"] = f"results/downloads/{VGG19_FILE}"
+        elif read.startswith("target:"):
+            inputs["source_target"] = f"results/similarity/{study}/{read.removeprefix('target:')}.npy"
+        else:
+            raise ValueError(f"target {kind!r}: unknown input {read!r} (expected v1_model, vgg_weights or target:<name>)")
+    return inputs
+
+
 def training_rsm_metric(study_cfg: dict, arm_name: str) -> str | None:
-    """The RSM metric an arm's regulariser uses (Federer arms), None for every other arm."""
-    return study_cfg["similarity"]["rsm_metric"] if study_cfg["arms"][arm_name]["regulariser"] == "rsm" else None
+    """The RSM metric an arm's regulariser uses (a kind that declares it reads ``rsm_metric``:
+    Federer's), None for every other arm."""
+    kind = study_cfg["arms"][arm_name]["regulariser"]
+    if kind == "none" or "rsm_metric" not in regularisers()[kind].study_settings:
+        return None
+    return study_cfg["similarity"]["rsm_metric"]
 
 
 def _arm_fields(study_cfg: dict, keys: tuple[str, ...]) -> dict:
@@ -103,11 +125,6 @@ def corruption_example(study_cfg: dict) -> dict:
     return {**corruption_evaluation(study_cfg), "example_severity": spec["example_severity"]}
 
 
-# Neural targets computed from a network the study itself trains (Safarani's MTL-oracle targets
-# come from a trained oracle): a run with one of these cannot share a job with the run it reads.
-TARGETS_FROM_TRAINED_MODELS = frozenset({"responses_oracle"})
-
-
 def trains_in_packs(study_cfg: dict) -> bool:
     """Whether the study's training jobs are packs (rules ``train_pack__<study>__<k>``) rather than
     one job per (arm, seed): ``pack`` auto or above 1, or the stacked engine, which only the pack
@@ -131,11 +148,13 @@ def training_packs(study_cfg: dict) -> list[list[tuple[str, int]]]:
 
     Runs share a job only when they train the same network (the study's model with the arm's
     changes) and none of them needs another run's trained network: runs whose target is read from
-    a trained model (:data:`TARGETS_FROM_TRAINED_MODELS`) are packed apart, after the rest. Within a
+    a trained model (declared ``from_trained_model``: Safarani's MTL-oracle targets) are packed
+    apart, after the rest. Within a
     group the order is the config's arms, each over its seeds, so a pack holds consecutive runs."""
     groups: dict[tuple, list[tuple[str, int]]] = {}
     for arm, arm_cfg in study_cfg["arms"].items():
-        key = (arm_cfg.get("target") in TARGETS_FROM_TRAINED_MODELS, repr(sorted(arm_model(study_cfg, arm).items())))
+        from_model = "target" in arm_cfg and targets()[arm_cfg["target"]].from_trained_model
+        key = (from_model, repr(sorted(arm_model(study_cfg, arm).items())))
         groups.setdefault(key, []).extend((arm, int(seed)) for seed in study_cfg["seeds"])
     packs = []
     for key in sorted(groups, key=lambda k: k[0]):  # model-dependent targets last; stable otherwise

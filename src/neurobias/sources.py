@@ -25,26 +25,32 @@ SOURCES = {
                "filename": "cadena_ploscb19_data.zip",
                "sha256": None},
 }
-# Config `source` -> key of SOURCES
-DOWNLOAD_KEYS = {"cifar10": "cifar10", "cifar100": "cifar100", "tiny_imagenet": "tiny_imagenet",
-                 "cadena2019": "cadena"}
 
 # torchvision's VGG19_Weights.IMAGENET1K_V1 (the hash prefix in the name is checked by torch.hub)
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 
 
-def download_filename(entry: dict) -> str | None:
-    """The file a config entry (dataset or recording) downloads, or None for embedded sources."""
-    key = DOWNLOAD_KEYS.get(entry["source"])
+def source_spec(entry: dict, table: str):
+    """The declared source (:mod:`neurobias.registry`) of a ``datasets`` or ``recordings`` entry."""
+    from .registry import dataset_sources, recording_sources
+    return {"datasets": dataset_sources, "recordings": recording_sources}[table]()[entry["source"]]
+
+
+def download_key(entry: dict, table: str) -> str | None:
+    """The key of :data:`SOURCES` a config entry downloads (its source's ``download``), or None."""
+    return source_spec(entry, table).download
+
+
+def download_filename(entry: dict, table: str) -> str | None:
+    """The file a config entry of ``table`` (datasets or recordings) downloads, or None for
+    sources that download nothing."""
+    key = download_key(entry, table)
     return None if key is None else SOURCES[key]["filename"]
 
 
-# Image side length of each dataset source (the prepared images are square).
-IMAGE_SIZES = {"cifar10": 32, "cifar100": 32, "tiny_imagenet": 64}
-
-
 def image_size_of(entry: dict) -> int:
-    """Image side length of a dataset config entry (synthetic: its ``image_size``, which the schema
-    defaults)."""
-    return int(entry["image_size"]) if entry["source"] == "synthetic" else IMAGE_SIZES[entry["source"]]
+    """Image side length of a dataset config entry (the prepared images are square): its source's
+    declared size, else the entry's own ``image_size`` (synthetic: which the schema defaults)."""
+    size = source_spec(entry, "datasets").image_size
+    return int(entry["image_size"]) if size is None else int(size)

@@ -38,7 +38,7 @@ still those of the run's own job in its layout.
 
 What it does not train (:func:`neurobias.stacking_rules.unsupported_reason`, checked with the
 config): the plateau schedule (each run's rate would follow its own validation history), a
-regulariser not yet listed in :data:`neurobias.stacking_rules.STACKABLE_REGULARISERS`, and a user's
+regulariser kind not declared ``stackable`` (:class:`neurobias.registry.RegulariserSpec`), and a user's
 network whose layers draw random numbers directly from torch rather than through
 :mod:`.models.random_draws` (torch.nn dropout is refused when the job starts; any other direct draw
 stops the first stacked step with vmap's randomness error). Those packs use the sequential engine.
@@ -75,13 +75,14 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint
 from .models import random_draws
+from .models.io import stimuli_as_inputs
 from .seeding import forked_global_rng
 from .stacking_rules import stack_key, unsupported_reason
-from .train import (PENALTY_TERMS, EpochScores, EpochSums, NonFiniteLossError, RunData, StepLosses,
+from .train import (EpochScores, EpochSums, NonFiniteLossError, RunData, StepLosses, penalty_term,
                     apply_augmentation, augment, batchnorm_layers, diagnostic_taps, draw_augmentation,
                     enter_training_mode, epoch_generator, learning_rate_and_stop, make_optimiser, optimiser_groups,
                     oracle_inputs, oracle_loss, oracle_of, regularised_loss, resolve_precision, start_run,
-                    stimuli_as_inputs, training_memory_format, write_results)
+                    training_memory_format, write_results)
 
 # Share of the device's free memory a stack may plan to use; the rest is headroom for the
 # allocator's fragmentation and what the plan does not see.
@@ -722,7 +723,7 @@ class StackedEpoch:
         self.train_x = members[0].data.train_x.to(device)  # the same images for every run
         self.train_y = torch.stack([r.data.train_y for r in members]).to(device)  # each run's labels
         self.steps = len(self.train_x) // training.batch_size  # drop the ragged last batch, as EpochStep
-        self.term = PENALTY_TERMS.get(members[0].run.arm.get("regulariser"), "regulariser term")
+        self.term = penalty_term(members[0].run.arm)
 
     def __call__(self, epoch: int, optimiser, generators) -> tuple[list[StepLosses], torch.Tensor]:
         """Per run its :class:`~neurobias.train.StepLosses` (checked by the caller) and its

@@ -6,10 +6,13 @@ graph) checks every arm of a stacked study before any job starts.
 
 from __future__ import annotations
 
-# Regularisers whose step the engine maps over the stack: every built-in one. A regulariser added
-# to neurobias.regularisers trains in a stack once it is listed here (and tests/test_stacked.py
-# shows that a stacked step is each run's own).
-STACKABLE_REGULARISERS = ("none", "similarity", "rsm", "mtl", "oracle")
+from .registry import regularisers
+
+
+def stackable_regularisers() -> list[str]:
+    """Regularisers whose step the engine maps over the stack: those declared ``stackable`` (every
+    built-in one; tests/test_stacked.py shows that a stacked step is each run's own), and none."""
+    return ["none", *(spec.name for spec in regularisers() if spec.stackable)]
 # Schedules whose rate is a function of the epoch alone, the same for every run of a stack.
 STACKABLE_SCHEDULES = ("constant", "cosine", "step")
 
@@ -20,9 +23,10 @@ def unsupported_reason(arm_cfg: dict, model_cfg: dict, training_cfg: dict) -> st
     readout's sampled positions) draw through :mod:`neurobias.models.random_draws`, which gives each
     run of a stack its own job's numbers, so they stack."""
     kind = arm_cfg.get("regulariser", "none") or "none"
-    if kind not in STACKABLE_REGULARISERS:
-        return (f"regulariser {kind!r}: the stacked engine trains {', '.join(STACKABLE_REGULARISERS)} arms "
-                "(list a new one in neurobias.stacking_rules.STACKABLE_REGULARISERS once its stacked step is tested)")
+    stackable = stackable_regularisers()
+    if kind not in stackable:
+        return (f"regulariser {kind!r}: the stacked engine trains {', '.join(stackable)} arms "
+                "(a kind is declared stackable=True once a test shows that its stacked step is each run's own)")
     schedule = (training_cfg.get("lr_schedule") or {}).get("kind", "constant")
     if schedule not in STACKABLE_SCHEDULES:
         return (f"training.lr_schedule.kind {schedule!r}: each run's rate would follow its own validation history; "

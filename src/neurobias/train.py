@@ -33,10 +33,12 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint, atomic_save, digest, run_hash
-from .layer_names import DEFAULT_DIAGNOSTIC_TAPS
+from .checkpoint import CHECKPOINT_NAME, BestEpoch, Checkpoint, digest, run_hash
+from .layer_names import default_diagnostic_taps
 from .models import (CPU_EVAL_BATCH_SIZE, MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS, build_classifier, channels_last_is_safe,
                      inference_layout, strided_1x1_convolutions_too_narrow)
+from .models.io import save_classifier, stimuli_as_inputs
+from .registry import regularisers
 from .regularisers import MTLRegulariser, build_regulariser, regularised_layers
 from .config import with_defaults
 from .regularisers.oracle import OracleTraining
@@ -255,14 +257,6 @@ def frozen_batchnorm_statistics(bns: list[torch.nn.Module]):
             m.num_batches_tracked.copy_(tracked)
 
 
-def stimuli_as_inputs(stimuli_uint8: np.ndarray, channels: int, size: int) -> torch.Tensor:
-    """Grey stimulus images [N,H,W] uint8 -> network inputs [N,C,size,size] in [0,1]."""
-    x = torch.as_tensor(stimuli_uint8, dtype=torch.float32)[:, None] / 255.0
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.expand(-1, channels, -1, -1).contiguous()
-
-
 @torch.no_grad()
 def _tap_channels(model, x: torch.Tensor, taps) -> dict[str, int]:
     """Channels of each tap, from one eval-mode pass over two images (no state changes)."""
@@ -452,7 +446,8 @@ def build_run_regulariser(arm: dict, data: RunData, model, stimuli: torch.Tensor
     """The arm's regulariser on ``device`` (None for an unregularised arm); ``context`` gets the
     seed and, for an MTL head, the channels of the network's taps."""
     context = dict(context or {}, seed=seed)
-    if arm.get("regulariser") == "mtl":
+    kind = arm.get("regulariser") or "none"
+    if kind != "none" and regularisers()[kind].needs_tap_channels:
         context["tap_channels"] = _tap_channels(model, stimuli[:2].to(device), regularised_layers(arm))
     regulariser = build_regulariser(arm, data.target, data.stimulus_rows("train"), context)
     return regulariser.to(device) if regulariser is not None else None
@@ -500,9 +495,10 @@ def resume_or_start(checkpoint: Checkpoint, model, regulariser, oracle, training
 
 
 # -- one epoch's steps --------------------------------------------------------------------------------
-# What the regulariser's term is called in a NonFiniteLossError, by the arm's regulariser kind.
-PENALTY_TERMS = {"similarity": "similarity loss", "rsm": "RSM cost", "mtl": "MTL neural loss",
-                 "oracle": "oracle consistency loss"}
+def penalty_term(arm: dict) -> str:
+    """What the arm's regulariser term is called in a NonFiniteLossError (its kind's declaration)."""
+    kind = arm.get("regulariser") or "none"
+    return "regulariser term" if kind == "none" else regularisers()[kind].penalty_term
 
 
 class NonFiniteLossError(RuntimeError):
@@ -757,7 +753,7 @@ def diagnostic_taps(arm: dict, model_cfg: dict) -> tuple[str, ...]:
     """The layers a run's held-out similarity fit is scored on: the ones its regulariser reads, else
     the model's diagnostic layers (the architecture's default taps)."""
     return regularised_layers(arm) or tuple(model_cfg.get("diagnostic_layers")
-                                            or DEFAULT_DIAGNOSTIC_TAPS[model_cfg["architecture"]])
+                                            or default_diagnostic_taps(model_cfg["architecture"]))
 
 
 # -- the entry point -------------------------------------------------------------------------------
@@ -797,7 +793,7 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
 
     stim_dev = run.stimuli.to(device).contiguous(memory_format=memory_format)
     run_epoch = EpochStep(model, regulariser, data, stim_dev, training, device, precision, memory_format,
-                          PENALTY_TERMS.get(arm.get("regulariser"), "regulariser term"), progress)
+                          penalty_term(arm), progress)
     score_epoch = EpochScores(model, regulariser, data, stim_dev, diagnostic_taps(arm, model_cfg), training, device)
     for epoch in range(start, training.total_epochs(oracle)):
         lr, stop = learning_rate_and_stop(training, epoch, history, oracle)
@@ -826,23 +822,3 @@ def train_arm(*, train, val, stimuli: np.ndarray, stimulus_tiers: np.ndarray, ta
     if not keep_checkpoint:
         checkpoint.remove()
     return frame
-
-
-def save_classifier(model, model_cfg: dict, n_classes: int, channels: int, path: Path,
-                    neural_head: dict | None = None) -> None:
-    extra = {} if neural_head is None else {"neural_head": {k: v.detach().cpu() for k, v in neural_head.items()}}
-    atomic_save({"model_cfg": dict(model_cfg), "num_classes": n_classes, "in_channels": channels, **extra,
-                 # contiguous: the canonical layout, whatever memory format training used
-                 "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}}, Path(path))
-
-
-def load_classifier(path, device="cpu"):
-    """Rebuild a trained classifier; ``weights_only=True`` so a checkpoint cannot run code."""
-    blob = torch.load(path, map_location=device, weights_only=True)
-    cfg = dict(blob["model_cfg"])
-    options = {k: v for k, v in cfg.items() if k not in ("architecture", "diagnostic_layers")}
-    sd = blob["state_dict"]
-    model = build_classifier(cfg["architecture"], blob["num_classes"], blob["in_channels"],
-                             sd["mean"].flatten().clone(), sd["std"].flatten().clone(), **options)
-    model.load_state_dict(sd)
-    return model.to(device).eval()

@@ -17,7 +17,7 @@ def bl_recordings(study):
 def bl_layers(study):
     """Candidate layers of the study's architecture (``brain_likeness.layers``, else the defaults)."""
     architecture = study_cfg(study)["model"]["architecture"]
-    return config["brain_likeness"].get("layers", {}).get(architecture) or list(DEFAULT_EV_LAYERS[architecture])
+    return config["brain_likeness"].get("layers", {}).get(architecture) or list(default_ev_layers(architecture))
 
 
 rule brain_likeness:

@@ -13,13 +13,17 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, also wit
 from neurobias import rule_params
 from neurobias.config import (ConfigError, arm_model, example_arms, oracle_readout, resolve_extends,
                               similarity_targets, validate_config)
-from neurobias.layer_names import DEFAULT_EV_LAYERS
-from neurobias.sources import VGG19_FILE, download_filename, image_size_of
+from neurobias.layer_names import default_ev_layers
+from neurobias.plugins import PluginError
+from neurobias.registry import RegistryError, evaluations, targets
+from neurobias.sources import VGG19_FILE, download_filename, image_size_of, source_spec
 
 try:
     resolve_extends(config, workflow.basedir)  # a preset's `extends:` is relative to the repository
-    validate_config(config)  # also fills in every default the schema declares
-except ConfigError as e:
+    # imports the config's plugins (their declarations extend the schema), then validates; also
+    # fills in every default the schema declares
+    validate_config(config)
+except (ConfigError, PluginError, RegistryError) as e:
     raise WorkflowError(f"invalid configuration: {e}")
 
 STUDIES = config.get("studies_to_run") or list(config["studies"])
@@ -69,9 +73,14 @@ def job_threads(kind, default):
     return config["resources"].get(kind, {}).get("threads", default)
 
 
-def archive_of(entry):
-    """The downloaded archive a dataset or recording is built from ([] for embedded sources)."""
-    name = download_filename(entry)
+def archive_of(entry, table):
+    """The file a dataset or recording (an entry of ``table``) is built from: its downloaded
+    archive, the user's own file its source names (e.g. a recording's ``path``), or [] for
+    embedded sources."""
+    spec = source_spec(entry, table)
+    if spec.local_file is not None:
+        return entry[spec.local_file]
+    name = download_filename(entry, table)
     return [] if name is None else f"results/downloads/{name}"
 
 
@@ -79,7 +88,7 @@ def download_entry(filename):
     """(config key, entry) of the first dataset or recording that downloads this file."""
     for table in ("datasets", "recordings"):
         for name, entry in config[table].items():
-            if download_filename(entry) == filename:
+            if download_filename(entry, table) == filename:
                 return f"{table}.{name}", entry
     raise WorkflowError(f"no configured dataset or recording downloads {filename!r}")
 
@@ -118,38 +127,24 @@ def figure_note(wc):
     return study_cfg(wc.study)["figure_note"]
 
 
-# Evaluations written as one table per arm (all seeds; cheap per model, so one job per arm saves
-# the per-job start-up); the others (adversarial attacks: minutes per model) one per seed.
-PER_ARM_EVALUATIONS = ("gaussian_noise",)
-
-
 def evaluation_tables(study, evaluation):
-    """The tidy CSVs of one evaluation of a study, every arm and seed."""
+    """The tidy CSVs of one evaluation of a study, every arm and seed: one per arm (all seeds;
+    cheap per model, so one job per arm saves the per-job start-up), or for an evaluation declared
+    ``per_seed`` (adversarial attacks: minutes per model) one per (arm, seed)."""
     arms, seeds = study_cfg(study)["arms"], study_cfg(study)["seeds"]
-    if evaluation in PER_ARM_EVALUATIONS:
+    if not evaluations()[evaluation].per_seed:
         return [f"results/eval/{study}/{evaluation}/{arm}.csv" for arm in arms]
     return [f"results/eval/{study}/{evaluation}/{arm}/seed{seed}.csv" for arm in arms for seed in seeds]
 
 
-SAFARANI_FIGURES = ("safarani_fig2", "safarani_fig3a", "safarani_fig3b", "safarani_fig3c")
-
-
 def all_targets():
+    """Every study's diagnostics and the statistics and figures of each evaluation it runs (as the
+    evaluation declares them), and brain-likeness over all models."""
     targets = []
     for study in STUDIES:
-        evaluations = study_cfg(study)["evaluations"]
         targets.append(f"results/similarity/{study}/diagnostics.json")
-        for evaluation, figure in (("gaussian_noise", "noise_robustness"), ("adversarial", "adversarial")):
-            if evaluation in evaluations:
-                targets += [f"figures/{study}/{figure}.pdf", f"figures/{study}/{figure}.png",
-                            f"results/stats/{study}/{evaluation}_tests.csv"]
-        if "learning_curves" in evaluations:  # Federer 2020
-            targets += [f"figures/{study}/{figure}.{ext}" for figure in ("federer_fig6", "federer_fig7")
-                        for ext in ("pdf", "png")]
-            targets.append(f"results/stats/{study}/learning_curves_tests.csv")
-        if "corruptions" in evaluations:  # Safarani 2021
-            targets += [f"figures/{study}/{figure}.{ext}" for figure in SAFARANI_FIGURES for ext in ("pdf", "png")]
-            targets.append(f"results/stats/{study}/robustness_regression.csv")
+        for evaluation in study_cfg(study)["evaluations"]:
+            targets += evaluations()[evaluation].study_products(study)
     if config.get("brain_likeness") is not None:  # Dapello 2020 / Geirhos 2018 over all models
         targets += ["results/brain_likeness/correlations.csv", "figures/brain_likeness/dapello_fig1.pdf",
                     "figures/brain_likeness/dapello_fig1.png"]

@@ -85,3 +85,34 @@ rule evaluate_corruptions:
     priority: STAGE_PRIORITY["evaluation"]
     script:
         JOB_SCRIPT
+
+
+# Every other evaluation (a plugin's, declared generic): one job per arm scores all its seeds with
+# the evaluation's declared builder on the first test images; the stats rule tests it and the
+# figure_evaluation rule draws it, as for the built-in ones.
+rule evaluate:
+    input:
+        models=seed_paths("results/train/{study}/{arm}/seed{seed}/model.pt"),
+        test_split=dataset_split("test"),
+    output:
+        table="results/eval/{study}/{evaluation}/{arm}.csv",
+    wildcard_constraints:
+        arm="[^/]+",
+        evaluation="|".join(s.name for s in evaluations() if s.generic) or "(?!)",
+    params:
+        study="{study}",
+        arm="{arm}",
+        evaluation="{evaluation}",
+        seeds=study_seeds,
+        evaluation_cfg=lambda wc: study_cfg(wc.study)["evaluations"][wc.evaluation],
+        device=DEVICE,
+    log:
+        "logs/eval/{study}/{evaluation}/{arm}.log",
+    threads: job_threads("gpu_jobs", 1)
+    resources:
+        **job_resources("gpu_jobs"),
+    conda:
+        "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["evaluation"]
+    script:
+        JOB_SCRIPT

@@ -169,3 +169,39 @@ rule figure_safarani_fig2:
     priority: STAGE_PRIORITY["figures"]
     script:
         JOB_SCRIPT
+
+
+# A generic evaluation's figure (a plugin's): its first declared metric against level, one line per
+# arm, marks where an arm beats the baseline.
+rule figure_evaluation:
+    input:
+        summary="results/stats/{study}/{evaluation}_summary.csv",
+        tests="results/stats/{study}/{evaluation}_tests.csv",
+    output:
+        pdf="figures/{study}/{evaluation}.pdf",
+        png=report(
+            "figures/{study}/{evaluation}.png",
+            caption="../../report/evaluation.rst",
+            category="{study}",
+            subcategory="Figures",
+        ),
+    wildcard_constraints:
+        evaluation="|".join(s.name for s in evaluations() if s.generic) or "(?!)",
+    params:
+        study="{study}",
+        evaluation="{evaluation}",
+        metric=lambda wc: next(iter(evaluations()[wc.evaluation].metrics), "accuracy"),
+        description=lambda wc: evaluations()[wc.evaluation].doc,
+        baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
+        n_seeds=n_seeds,
+        note=figure_note,
+    log:
+        "logs/figures/{study}/{evaluation}.log",
+    threads: job_threads("cpu_jobs", 1)
+    resources:
+        **job_resources("cpu_jobs"),
+    conda:
+        "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["figures"]
+    script:
+        JOB_SCRIPT

@@ -1,10 +1,11 @@
-# Stage 2: the V1 recording in the documented format (neurobias.neural.recording): simulated,
-# or converted from a verified download (Cadena et al. 2019).
+# Stage 2: the V1 recording in the documented format (neurobias.neural.recording), built by its
+# declared source (neurobias.neural): simulated, converted from a verified download (Cadena et al.
+# 2019), or read from the user's own file (the documented npz, or an NWB file).
 
 
 rule make_recording:
     input:
-        archive=lambda wc: archive_of(config["recordings"][wc.recording]),
+        archive=lambda wc: archive_of(config["recordings"][wc.recording], "recordings"),
     output:
         recording="results/neural/{recording}/recording.npz",
     params:

@@ -1,6 +1,7 @@
-# Stage 4: neural targets: Li's S_neural (model, data, shuffle, vgg), Federer's teacher RSMs
-# (rsm_v1, rsm_v1_shuffle, rsm_gaussian_v1, rsm_gaussian_other), Safarani's response targets
-# (responses_model, responses_shuffle, responses_oracle), and diagnostics of what they can teach.
+# Stage 4: neural targets, each declared with its builder (neurobias.neural, or a plugin): Li's
+# S_neural (model, data, shuffle, vgg), Federer's teacher RSMs (rsm_v1, rsm_v1_shuffle,
+# rsm_gaussian_v1, rsm_gaussian_other), Safarani's response targets (responses_model,
+# responses_shuffle, responses_oracle), and diagnostics of what they can teach.
 
 
 def dataset_image_size(study):
@@ -8,44 +9,32 @@ def dataset_image_size(study):
 
 
 def diagnosed_kinds(study):
-    """The similarity matrices the diagnostics compare: the study's, plus data and shuffle."""
-    kinds = {k for k in similarity_targets(study_cfg(study)) if not k.startswith("responses_")}
+    """The similarity matrices the diagnostics compare: the study's (those declared diagnosed, i.e.
+    matrices over images), plus data and shuffle."""
+    kinds = {k for k in similarity_targets(study_cfg(study)) if targets()[k].diagnosed}
     return sorted(kinds | {"data", "shuffle"})
 
 
 # Two rules, one per kind of job. Targets read from a network (the V1 model's predictions, a VGG's
-# features: rule_params.DEVICE_TARGETS) run on the device with a GPU job's cluster resources; the
-# others are numpy computations of the responses, the same on every machine, with a CPU job's. Both
-# run the `similarity` job (the part of a rule's name before "__").
-for _name, _kinds, _resources, _device in (
-    ("similarity", rule_params.HOST_TARGETS, "cpu_jobs", "cpu"),
-    ("similarity__from_network", rule_params.DEVICE_TARGETS, "gpu_jobs", DEVICE),
+# features: declared on_device) run on the device with a GPU job's cluster resources; the others
+# are numpy computations of the responses, the same on every machine, with a CPU job's. Both run
+# the `similarity` job (the part of a rule's name before "__"), which calls the kind's declared
+# builder; what a kind reads (the V1 model, VGG weights, another target) is its input.
+for _name, _on_device, _resources, _device in (
+    ("similarity", False, "cpu_jobs", "cpu"),
+    ("similarity__from_network", True, "gpu_jobs", DEVICE),
 ):
 
     rule:
         name:
             _name
         input:
+            unpack(lambda wc: rule_params.target_inputs(wc.study, study_cfg(wc.study), wc.kind)),
             recording=recording_of,
-            v1_model=lambda wc: (
-                f"results/v1model/{study_cfg(wc.study)['recording']}/model.pt"
-                if wc.kind in ("model", "responses_model")
-                else []
-            ),
-            # what a shuffle permutes
-            model_similarity=lambda wc: {
-                "shuffle": f"results/similarity/{wc.study}/model.npy",
-                "responses_shuffle": f"results/similarity/{wc.study}/responses_model.npy",
-            }.get(wc.kind, []),
-            vgg_weights=lambda wc: (
-                f"results/downloads/{VGG19_FILE}"
-                if wc.kind == "vgg" and study_cfg(wc.study)["similarity"]["vgg_weights"] == "imagenet"
-                else []
-            ),
         output:
             target="results/similarity/{study}/{kind}.npy",
         wildcard_constraints:
-            kind="|".join(sorted(_kinds)),
+            kind="|".join(sorted(rule_params.target_kinds(_on_device))) or "(?!)",
         params:
             kind="{kind}",
             options=lambda wc: rule_params.similarity_options(study_cfg(wc.study), wc.kind, dataset_image_size(wc.study)),

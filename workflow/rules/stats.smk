@@ -14,11 +14,44 @@ rule stats:
             subcategory="Statistics",
         ),
     wildcard_constraints:
-        evaluation="(?!learning_curves)[a-z_]+",  # learning curves: rule stats_learning_curves
+        # the built-in evaluations that write tidy tables (learning curves: rule stats_learning_curves)
+        evaluation="|".join(s.name for s in evaluations() if s.tables and not s.generic) or "(?!)",
     params:
         baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
         controls=lambda wc: study_cfg(wc.study)["control_arms"],
         statistics=lambda wc: study_cfg(wc.study)["statistics"],
+    log:
+        "logs/stats/{study}/{evaluation}.log",
+    threads: job_threads("cpu_jobs", 1)
+    resources:
+        **job_resources("cpu_jobs"),
+    conda:
+        "../../envs/neurobias.yaml"
+    priority: STAGE_PRIORITY["statistics"]
+    script:
+        JOB_SCRIPT
+
+
+# The same tests for a generic evaluation (a plugin's): what "better" means for its metrics is what
+# it declares.
+rule stats__evaluation:
+    input:
+        tables=lambda wc: evaluation_tables(wc.study, wc.evaluation),
+    output:
+        summary="results/stats/{study}/{evaluation}_summary.csv",
+        tests=report(
+            "results/stats/{study}/{evaluation}_tests.csv",
+            caption="../../report/statistics.rst",
+            category="{study}",
+            subcategory="Statistics",
+        ),
+    wildcard_constraints:
+        evaluation="|".join(s.name for s in evaluations() if s.generic) or "(?!)",
+    params:
+        baseline=lambda wc: study_cfg(wc.study)["baseline_arm"],
+        controls=lambda wc: study_cfg(wc.study)["control_arms"],
+        statistics=lambda wc: study_cfg(wc.study)["statistics"],
+        metrics_better=lambda wc: evaluations()[wc.evaluation].metrics,
     log:
         "logs/stats/{study}/{evaluation}.log",
     threads: job_threads("cpu_jobs", 1)

@@ -1,42 +1,69 @@
 """Datasets, all converted to one prepared tensor format (:mod:`neurobias.data.prepared`).
 
-Extension point: :data:`DATASET_BUILDERS` maps a dataset ``source`` (the config's
-``datasets.<name>.source``) to a function ``(params) -> (splits, classes)`` where splits is
-``{split: (images uint8 [N,C,H,W], labels int64 [N])}``; the result may also carry
+The dataset sources (``datasets.<name>.source``) are declared below (:mod:`neurobias.registry`),
+each with the schema of its config entry and a builder ``(params) -> (splits, classes)`` where
+splits is ``{split: (images uint8 [N,C,H,W], labels int64 [N])}``; the result may also carry
 ``superclass_of_class`` / ``superclasses`` attributes. Downloaded sources get the verified
 archive's path as ``params["archive"]``. ``params`` is a validated config entry: the schema's
-defaults are filled in (:func:`neurobias.config.validate_config`).
+defaults are filled in (:func:`neurobias.config.validate_config`). A plugin declares a source the
+same way. This module imports neither torch nor numpy until one of its functions is asked for.
 """
 
-from .prepared import PreparedDataError, load_split, load_superclasses, save_split
-from .synthetic import CLASS_NAMES, make_synthetic_task
+from __future__ import annotations
+
+import importlib
+
+from ..registry import DatasetSourceSpec, declare
+
+_GREY = {"type": "boolean", "default": False,
+         "description": "ITU-R 601 luma, one channel (Li 2019 Fig. 4B: grey CIFAR-100; Safarani 2021: grey Tiny ImageNet)"}
+
+declare(DatasetSourceSpec, name="synthetic", builder="neurobias.data.synthetic:build",
+        doc="the embedded synthetic shape task (no download)",
+        schema={"required": ["seed", "n_train", "n_val", "n_test"], "properties": {
+            "seed": {"$ref": "#/$defs/seed"},
+            "n_train": {"type": "integer", "minimum": 10},
+            "n_val": {"type": "integer", "minimum": 10},
+            "n_test": {"type": "integer", "minimum": 10},
+            "image_size": {"type": "integer", "minimum": 16, "maximum": 128, "default": 32},
+            "shortcut_amplitude": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.2},
+            "shortcut_probability": {"$ref": "#/$defs/fraction", "default": 0.9},
+            "clutter": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.12},
+            "grey": _GREY}})
 
 
-def _synthetic(params: dict):
-    keys = ("seed", "n_train", "n_val", "n_test", "image_size", "shortcut_amplitude",
-            "shortcut_probability", "clutter")
-    splits = make_synthetic_task(**{k: params[k] for k in keys if k in params})
-    if params.get("grey"):  # one luma channel, as grey Tiny ImageNet (Safarani 2021)
-        from .cifar import luma
-        splits = {name: (luma(images), labels) for name, (images, labels) in splits.items()}
-    return splits, list(CLASS_NAMES)
+def _downloaded(n_val_default: int) -> dict:
+    """The config entry of a downloaded dataset (URL and checksum pinned in neurobias.sources)."""
+    return {"properties": {
+        "grey": _GREY,
+        "n_val": {"type": "integer", "minimum": 1, "default": n_val_default,
+                  "description": "images held out of the official training set for validation"},
+        "seed": {"$ref": "#/$defs/seed", "default": 0},
+        "manual_path": {"type": ["string", "null"], "description": "an archive you downloaded yourself; checked "
+                        "against the pinned checksum, then used instead of downloading"},
+        "url": {"type": "string", "description": "override the download URL (a mirror); the checksum stays pinned"}}}
 
 
-def _cifar(variant):
-    def build(params: dict):
-        from .cifar import prepare_cifar
-        return prepare_cifar(params["archive"], variant, grey=params["grey"], n_val=params["n_val"],
-                             seed=params["seed"])
-    return build
+declare(DatasetSourceSpec, name="cifar10", builder="neurobias.data.cifar:build_cifar10", download="cifar10",
+        image_size=32, schema=_downloaded(5000), doc="CIFAR-10 (Krizhevsky 2009), downloaded")
+declare(DatasetSourceSpec, name="cifar100", builder="neurobias.data.cifar:build_cifar100", download="cifar100",
+        image_size=32, schema=_downloaded(5000), doc="CIFAR-100 with its 20 superclasses, downloaded")
+declare(DatasetSourceSpec, name="tiny_imagenet", builder="neurobias.data.tiny_imagenet:build",
+        download="tiny_imagenet", image_size=64, schema=_downloaded(10000),
+        doc="Tiny ImageNet (200 classes, 64 px), downloaded")
+
+# torch-backed names, imported on first use (PEP 562)
+_LAZY = {"PreparedDataError": ".prepared", "load_split": ".prepared", "load_superclasses": ".prepared",
+         "save_split": ".prepared", "CLASS_NAMES": ".synthetic", "make_synthetic_task": ".synthetic"}
 
 
-def _tiny_imagenet(params: dict):
-    from .tiny_imagenet import prepare_tiny_imagenet
-    return prepare_tiny_imagenet(params["archive"], grey=params["grey"], n_val_from_train=params["n_val"],
-                                 seed=params["seed"])
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
 
 
-DATASET_BUILDERS = {"synthetic": _synthetic, "cifar10": _cifar("cifar10"), "cifar100": _cifar("cifar100"),
-                    "tiny_imagenet": _tiny_imagenet}
-
-__all__ = ["DATASET_BUILDERS", "PreparedDataError", "load_split", "load_superclasses", "save_split"]
+__all__ = ["CLASS_NAMES", "PreparedDataError", "load_split", "load_superclasses", "make_synthetic_task",
+           "save_split"]

@@ -215,3 +215,13 @@ def prepare_cifar(archive: str | Path, variant: str, grey: bool = False, n_val: 
 
 __all__ = ["CifarFormatError", "PreparedDataset", "luma", "prepare_cifar", "stratified_split",
            "verify_archive"]
+
+
+def build_cifar10(params: dict) -> PreparedDataset:
+    """The ``cifar10`` dataset source's builder (declared in :mod:`neurobias.data`)."""
+    return prepare_cifar(params["archive"], "cifar10", grey=params["grey"], n_val=params["n_val"], seed=params["seed"])
+
+
+def build_cifar100(params: dict) -> PreparedDataset:
+    """The ``cifar100`` dataset source's builder (declared in :mod:`neurobias.data`)."""
+    return prepare_cifar(params["archive"], "cifar100", grey=params["grey"], n_val=params["n_val"], seed=params["seed"])

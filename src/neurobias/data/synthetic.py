@@ -149,3 +149,14 @@ def make_stimulus_images(seed: int, n: int, image_size: int = 32, shortcut_ampli
     labels = rng.integers(0, N_CLASSES, n)
     rgb = render_images(rng, labels, image_size, shortcut_amplitude, 0.0, clutter)
     return to_uint8(to_grey(rgb))
+
+
+def build(params: dict):
+    """The ``synthetic`` dataset source's builder (declared in :mod:`neurobias.data`)."""
+    keys = ("seed", "n_train", "n_val", "n_test", "image_size", "shortcut_amplitude",
+            "shortcut_probability", "clutter")
+    splits = make_synthetic_task(**{k: params[k] for k in keys if k in params})
+    if params.get("grey"):  # one luma channel, as grey Tiny ImageNet (Safarani 2021)
+        from .cifar import luma
+        splits = {name: (luma(images), labels) for name, (images, labels) in splits.items()}
+    return splits, list(CLASS_NAMES)

@@ -147,3 +147,9 @@ def prepare_tiny_imagenet(zip_path: str | Path, grey: bool = False, n_val_from_t
 
 
 __all__ = ["TinyImageNetFormatError", "prepare_tiny_imagenet"]
+
+
+def build(params: dict):
+    """The ``tiny_imagenet`` dataset source's builder (declared in :mod:`neurobias.data`)."""
+    return prepare_tiny_imagenet(params["archive"], grey=params["grey"], n_val_from_train=params["n_val"],
+                                 seed=params["seed"])

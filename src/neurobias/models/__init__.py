@@ -1,160 +1,88 @@
-"""Backbones with named feature taps.
+"""Backbones with named feature taps, each declared below (:mod:`neurobias.registry`).
 
-Every model is wrapped in :class:`Classifier`, which takes images in [0, 1] (so that robustness
-evaluations perturb pixels, not normalised values), optionally resizes them (``input_size``),
-normalises them with the training set's channel statistics, and exposes
-``forward_taps(x, taps) -> (logits, {tap: activation})``.
+Every model is wrapped in :class:`~.classifier.Classifier` (:mod:`.classifier`: images in [0, 1],
+optional resizing, normalisation, ``forward_taps(x, taps) -> (logits, {tap: activation})``, the
+``input_size`` and ``vone`` options every architecture takes).
 
-Architectures (``model.architecture``; tap names in :mod:`neurobias.layer_names`):
+Architectures (``model.architecture``):
 
 - ``resnet18``, ``resnet34``: ResNet with the CIFAR stem (:mod:`.resnet`), option ``width``.
 - ``cornet_z``: CORnet-Z, Kubilius et al. 2018 (:mod:`.cornet`), option ``width``.
 - ``vgg16``: VGG-16 configuration D with a small-input head (:mod:`.vgg`), options ``width``,
-  ``batch_norm``.
+  ``batch_norm``, ``head_init``.
 - ``vgg11``: VGG-11 configuration A (batch norm on by default), a CPU-sized VGG-19 stand-in.
 - ``vgg19``: VGG-19 configuration E, the same head and options (batch norm on by default; Safarani
   et al. 2021).
 
-Every architecture also takes the classifier option ``input_size`` (int or None): images are
-resized bilinearly (with antialiasing) to ``input_size`` x ``input_size`` before normalisation,
-e.g. 227 to upsample CIFAR as Federer et al. 2020 did. None (the default) leaves them as they are.
-
-And the classifier option ``vone`` (:mod:`.vone`, Dapello et al. 2020): a fixed Gabor front end
-(VOneBlock: simple and complex cells with V1-like parameters and Poisson-like noise) and a trained
-1x1 bottleneck in front of the backbone, which is then built with ``in_channels = bottleneck``.
-``vone: {parameters: v1, noise: true, simple_channels: 16, ...}`` (keys and defaults:
-:data:`.vone.VONE_DEFAULTS`; ``true`` or ``{}``: all defaults; null / false: off). The block sees the
-resized, normalised image and adds the tap ``"vone"`` before the backbone's
-(:func:`neurobias.layer_names.taps_for`).
-
-Extension point: :data:`ARCHITECTURES` maps the config's ``model.architecture`` to a constructor
-``(num_classes, in_channels, **options) -> nn.Module`` that has ``forward_taps`` and ``tap_names``.
+Each declaration gives the constructor ``(num_classes, in_channels, **options) -> nn.Module`` (an
+object with ``forward_taps`` and ``tap_names``), its tap names in network order (tests/test_models.py
+checks them against the built network), its options' schema, and the layers the diagnostics and
+brain-likeness use by default. A plugin declares a network the same way (docs/extending.md). This
+module imports no torch until a name of :mod:`.classifier` is asked for.
 """
 
 from __future__ import annotations
 
-import numbers
+import importlib
 
-import torch
-from torch import nn
-from torch.nn import functional as F
+from ..registry import ArchitectureSpec, declare
 
-from .cornet import cornet_z
-from .resnet import resnet18_cifar, resnet34_cifar
-from .vgg import vgg11, vgg16, vgg19
-from .vone import VOneBlock, VOneFront, vone_front
-
-ARCHITECTURES = {
-    "resnet18": lambda num_classes, in_channels, width=64: resnet18_cifar(num_classes, width, in_channels),
-    "resnet34": lambda num_classes, in_channels, width=64: resnet34_cifar(num_classes, width, in_channels),
-    "cornet_z": lambda num_classes, in_channels, width=64: cornet_z(num_classes, width, in_channels),
-    "vgg16": lambda num_classes, in_channels, width=64, batch_norm=False, head_init="torchvision":
-        vgg16(num_classes, width, in_channels, batch_norm, head_init),
-    "vgg11": lambda num_classes, in_channels, width=64, batch_norm=True, head_init="torchvision":
-        vgg11(num_classes, width, in_channels, batch_norm, head_init),
-    "vgg19": lambda num_classes, in_channels, width=64, batch_norm=True, head_init="torchvision":
-        vgg19(num_classes, width, in_channels, batch_norm, head_init),
+_WIDTH = {"width": {"$ref": "#/$defs/positive_int", "description": "channels of the first stage (64: the standard network)"}}
+_VGG_OPTIONS = {
+    **_WIDTH,
+    "batch_norm": {"type": "boolean", "description": "VGG only: BatchNorm after every convolution (default: off for "
+                   "vgg16, on for vgg11 and vgg19)"},
+    "head_init": {"enum": ["torchvision", "width_scaled"],
+                  "description": "VGG only: the classifier's linear layers N(0, 0.01) (torchvision) or "
+                                 "N(0, 0.01 sqrt(4096 / fan_in)) (width_scaled: the per-layer gain of torchvision's "
+                                 "4096-wide head)"},
 }
+_RESNET_TAPS = ("stem", "layer1", "layer2", "layer3", "layer4")
+
+for _name in ("resnet18", "resnet34"):
+    declare(ArchitectureSpec, name=_name, builder=f"neurobias.models.resnet:{_name}", taps=_RESNET_TAPS,
+            options=_WIDTH, diagnostic_taps=("layer1", "layer2"), ev_layers=("stem", "layer1", "layer2"),
+            doc=f"{_name[:6].capitalize()}-{_name[6:]} with the CIFAR stem (He et al. 2016, section 4.2)")
+
+declare(ArchitectureSpec, name="cornet_z", builder="neurobias.models.cornet:build", taps=("V1", "V2", "V4", "IT"),
+        options=_WIDTH, diagnostic_taps=("V1",), ev_layers=("V1", "V2", "V4"), splittable=True,
+        doc="CORnet-Z (Kubilius et al. 2018); Federer et al. 2020 regularise V1")
+
+# Network order; Federer et al. 2020's "third convolutional layer" is conv2_1 (their default tap).
+declare(ArchitectureSpec, name="vgg16", builder="neurobias.models.vgg:build_vgg16",
+        taps=("conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2", "conv3_1", "conv3_2", "conv3_3", "pool3",
+              "conv4_1", "conv4_2", "conv4_3", "pool4", "conv5_1", "conv5_2", "conv5_3", "pool5"),
+        options=_VGG_OPTIONS, diagnostic_taps=("conv2_1",), ev_layers=("conv1_2", "conv2_1", "conv2_2", "conv3_1"),
+        splittable=True, min_input_size=32, doc="VGG-16 configuration D with a small-input head")
+declare(ArchitectureSpec, name="vgg11", builder="neurobias.models.vgg:build_vgg11",
+        taps=("conv1_1", "pool1", "conv2_1", "pool2", "conv3_1", "conv3_2", "pool3",
+              "conv4_1", "conv4_2", "pool4", "conv5_1", "conv5_2", "pool5"),
+        options=_VGG_OPTIONS, diagnostic_taps=("conv3_1",), ev_layers=("conv1_1", "conv2_1", "conv3_1"),
+        splittable=True, min_input_size=32, doc="VGG-11 configuration A: a CPU-sized VGG-19 stand-in")
+# Safarani et al. 2021 share VGG-19 up to conv3_1 between classification and V1 prediction.
+declare(ArchitectureSpec, name="vgg19", builder="neurobias.models.vgg:build_vgg19",
+        taps=("conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2",
+              "conv3_1", "conv3_2", "conv3_3", "conv3_4", "pool3",
+              "conv4_1", "conv4_2", "conv4_3", "conv4_4", "pool4",
+              "conv5_1", "conv5_2", "conv5_3", "conv5_4", "pool5"),
+        options=_VGG_OPTIONS, diagnostic_taps=("conv3_1",), ev_layers=("conv1_2", "conv2_1", "conv2_2", "conv3_1"),
+        splittable=True, min_input_size=32, doc="VGG-19 configuration E (Safarani et al. 2021)")
+
+# torch-backed names of .classifier, imported on first use (PEP 562)
+_CLASSIFIER_NAMES = ("Classifier", "build_classifier", "inference_layout", "MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS",
+                     "strided_1x1_convolutions_too_narrow", "channels_last_is_safe", "CPU_EVAL_BATCH_SIZE",
+                     "to_inference_layout", "VOneBlock", "VOneFront")
 
 
-class Classifier(nn.Module):
-    def __init__(self, backbone: nn.Module, mean, std, input_size: int | None = None):
-        super().__init__()
-        if input_size is not None:
-            if isinstance(input_size, bool) or not isinstance(input_size, numbers.Integral) or input_size < 1:
-                raise ValueError(f"model.input_size: expected a positive integer or null, got {input_size!r}")
-            input_size = int(input_size)
-        self.backbone = backbone
-        # A plain attribute, not a buffer: the state dict stays what it was without the option.
-        self.input_size = input_size
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    @property
-    def tap_names(self):
-        return self.backbone.tap_names
-
-    def resize(self, x: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] -> ``input_size`` x ``input_size`` (bilinear, antialiased); no-op for None."""
-        s = self.input_size
-        if s is None or tuple(x.shape[-2:]) == (s, s):
-            return x
-        return F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-
-    def forward_taps(self, x, taps=(), **options):
-        """``options`` go to the backbone (VGG: ``features_only``)."""
-        return self.backbone.forward_taps((self.resize(x) - self.mean) / self.std, taps, **options)
-
-    def forward(self, x):
-        return self.forward_taps(x)[0]
-
-    def extra_repr(self) -> str:
-        return f"input_size={self.input_size}" if self.input_size is not None else ""
+def __getattr__(name: str):
+    if name == "ARCHITECTURES":  # {name: constructor}, every declared architecture's (built-in and plugins')
+        from ..registry import architectures
+        return {spec.name: spec.load() for spec in architectures()}
+    if name not in _CLASSIFIER_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(".classifier", __name__), name)
+    globals()[name] = value
+    return value
 
 
-def build_classifier(architecture: str, num_classes: int, in_channels: int, mean, std,
-                     input_size: int | None = None, vone=None, **options) -> Classifier:
-    """``options`` go to the backbone constructor; ``input_size`` and ``vone`` are the classifier's
-    own options (``vone``: None / False, True or a mapping of :data:`.vone.VONE_DEFAULTS` keys)."""
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"model.architecture: unknown {architecture!r}; known: {sorted(ARCHITECTURES)}")
-    if vone is None or vone is False:
-        backbone = ARCHITECTURES[architecture](num_classes, in_channels, **options)
-    else:
-        backbone = vone_front(ARCHITECTURES[architecture], num_classes, in_channels, vone, input_size, **options)
-    return Classifier(backbone, mean, std, input_size)
-
-
-def inference_layout(x: torch.Tensor) -> torch.Tensor:
-    """A batch of images in channels_last layout for evaluation. Measured on the 2-core CPU (demo
-    ResNet-18 w8, 500 images, fp32, 1 thread): 1.3x faster with a model in the default layout, 1.5x
-    with a channels_last model (:func:`to_inference_layout`); logits within 3e-6 of NCHW's and the
-    same predictions. Evaluation stays fp32: bf16 would change about 1 % of them."""
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-
-
-#: The fewest input channels (per group) a strided 1x1 convolution may have for a CPU to train it in
-#: channels_last layout. oneDNN's AVX2 kernel for such a convolution's weight gradient on NHWC
-#: inputs writes past its workspace when the convolution has fewer input channels than its block of
-#: 8 (uxlfoundation/oneDNN#6035, open; oneDNN 3.12 in torch 2.14.1). Measured on an AVX2-only AMD
-#: EPYC (a 1x1, stride-2 convolution, 2-7 input channels, batch 32): with one thread the process
-#: dies (segmentation fault or glibc's "double free or corruption"), with two the weight gradient
-#: is silently wrong; 1 and 8 or more input channels, stride 1, NCHW layout and the input's gradient
-#: are right. A ResNet-18 narrower than 8 has one (layer2's shortcut).
-MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS = 8
-
-
-def strided_1x1_convolutions_too_narrow(model: torch.nn.Module) -> list[str]:
-    """The names of ``model``'s strided 1x1 convolutions with fewer input channels per group than
-    :data:`MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS`: the ones a CPU cannot train, nor take a gradient through, in
-    channels_last."""
-    return [name for name, m in model.named_modules()
-            if isinstance(m, torch.nn.Conv2d) and tuple(m.kernel_size) == (1, 1) and tuple(m.stride) != (1, 1)
-            and m.in_channels // m.groups < MIN_CHANNELS_LAST_STRIDED_1X1_INPUTS]
-
-
-def channels_last_is_safe(model: nn.Module, device=None) -> bool:
-    """Whether ``model`` may run forward and backward passes in channels_last on ``device`` (default:
-    where its parameters are): anywhere but on a CPU for a network with a strided 1x1 convolution
-    too narrow for oneDNN's kernel (:func:`strided_1x1_convolutions_too_narrow`)."""
-    on_cpu = (torch.device(device).type == "cpu" if device is not None
-              else all(p.device.type == "cpu" for p in model.parameters()))
-    return not (on_cpu and strided_1x1_convolutions_too_narrow(model))
-
-
-#: Images per forward pass when a CPU scores a deterministic network: the activations of 100
-#: images stay in the caches. Measured on the 2-core CPU against 512 at a time
-#: (benchmarks/evaluation_batch.py: fp32, 1 thread, channels_last, 500 and 2000 images): ResNet-18
-#: w8 (the demo's) 1.4-1.5x faster, VGG-11-BN w8 1.2-1.3x, CORnet-Z w16 0.91-0.92x (its
-#: activations are small either way), with bit for bit the same logits (tests/test_evaluation_sharing.py
-#: checks this for a ResNet). A GPU takes larger batches; a network that draws noise draws it per
-#: batch, so its scores depend on the batch.
-CPU_EVAL_BATCH_SIZE = 100
-
-
-def to_inference_layout(models: list) -> list:
-    """Evaluation-only models moved to channels_last (see :func:`inference_layout`), in eval mode;
-    a network for which that is not safe (:func:`channels_last_is_safe`) stays in NCHW, as it
-    trains: a white-box attack's backward pass computes the narrow convolution's weight gradient
-    too, which kills the process."""
-    return [(m.to(memory_format=torch.channels_last) if channels_last_is_safe(m) else m).eval() for m in models]
+__all__ = list(_CLASSIFIER_NAMES)

@@ -94,3 +94,8 @@ class CORnetZ(CoreSplit, nn.Module):
 
 def cornet_z(num_classes: int, width: int = 64, in_channels: int = 3) -> CORnetZ:
     return CORnetZ(num_classes, width, in_channels)
+
+
+def build(num_classes: int, in_channels: int, width: int = 64) -> CORnetZ:
+    """The declared ``cornet_z`` architecture's builder (neurobias.models)."""
+    return cornet_z(num_classes, width, in_channels)

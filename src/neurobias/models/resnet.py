@@ -73,3 +73,12 @@ def resnet18_cifar(num_classes: int, width: int = 64, in_channels: int = 3) -> R
 def resnet34_cifar(num_classes: int, width: int = 64, in_channels: int = 3) -> ResNetCIFAR:
     """Li et al. 2019 Fig. 4B: ResNet-34 on grey CIFAR-100."""
     return ResNetCIFAR(num_classes, width, (3, 4, 6, 3), in_channels)
+
+
+# Builders of the declared architectures (neurobias.models): (num_classes, in_channels, **options).
+def resnet18(num_classes: int, in_channels: int, width: int = 64) -> ResNetCIFAR:
+    return resnet18_cifar(num_classes, width, in_channels)
+
+
+def resnet34(num_classes: int, in_channels: int, width: int = 64) -> ResNetCIFAR:
+    return resnet34_cifar(num_classes, width, in_channels)

@@ -161,3 +161,20 @@ def vgg19(num_classes: int, width: int = 64, in_channels: int = 3, batch_norm: b
           head_init: str = "torchvision") -> VGG:
     """VGG-19 (configuration E); batch norm on by default (Safarani et al. 2021 use VGG-19-BN)."""
     return VGG(num_classes, width, in_channels, batch_norm, CONFIG_E, head_init)
+
+
+# Builders of the declared architectures (neurobias.models): (num_classes, in_channels, **options).
+# batch_norm defaults: off for VGG-16 (Federer et al.'s), on for VGG-11 and VGG-19 (Safarani et al.'s).
+def build_vgg16(num_classes: int, in_channels: int, width: int = 64, batch_norm: bool = False,
+                head_init: str = "torchvision") -> VGG:
+    return vgg16(num_classes, width, in_channels, batch_norm, head_init)
+
+
+def build_vgg11(num_classes: int, in_channels: int, width: int = 64, batch_norm: bool = True,
+                head_init: str = "torchvision") -> VGG:
+    return vgg11(num_classes, width, in_channels, batch_norm, head_init)
+
+
+def build_vgg19(num_classes: int, in_channels: int, width: int = 64, batch_norm: bool = True,
+                head_init: str = "torchvision") -> VGG:
+    return vgg19(num_classes, width, in_channels, batch_norm, head_init)

@@ -230,3 +230,10 @@ def _convert(data, source: str, sha: str, train_fraction: float) -> Recording:
 
 
 __all__ = ["CADENA_MEMBER", "LICENCE", "cadena_recording"]
+
+
+def recording_from_config(params: dict, archive, config_key: str) -> Recording:
+    """The ``cadena2019`` recording source's builder (declared in :mod:`neurobias.neural`):
+    ``archive`` is the downloaded zip, ``params`` the config entry at ``config_key``."""
+    return cadena_recording(archive or None, sha256=params.get("sha256"), train_fraction=params["train_fraction"],
+                            config_key=f"{config_key}.sha256")

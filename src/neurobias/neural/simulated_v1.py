@@ -112,3 +112,15 @@ class SimulatedV1:
                 "units": "spike counts per trial", "note": "positive control, not biological data",
                 "params": self.params.__dict__}
         return Recording(images_uint8, responses, np.arange(n, dtype=np.int64), tiers, meta)
+
+
+def simulated_recording(params: dict, archive, config_key: str) -> Recording:
+    """The ``simulated`` recording source's builder (declared in :mod:`neurobias.neural`): a
+    :class:`SimulatedV1` population recorded on the synthetic stimulus images (nothing to
+    download; ``archive`` is unused)."""
+    from ..data.synthetic import make_stimulus_images
+    size = params["image_size"]
+    images = make_stimulus_images(params.get("stimulus_dataset_seed", params["seed"]), params["n_images"], size)
+    population = SimulatedV1(V1PopulationParams(image_size=size, **params["population"]), params["seed"])
+    return population.record(images, params["repeats"], params["seed"], params["test_fraction"],
+                             params["missing_fraction"])

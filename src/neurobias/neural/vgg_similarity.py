@@ -59,7 +59,7 @@ def vgg19_conv3_1(weights_path: str | Path | None, seed: int = 0) -> torch.nn.Mo
 def vgg_similarity(stimuli_uint8: np.ndarray, size: int, weights_path: str | Path | None, *, seed: int = 0,
                    device: str = "cpu", batch_size: int = 128) -> np.ndarray:
     """S_VGG [N, N] over grey stimuli [N, H, W] presented at ``size`` x ``size``."""
-    from ..train import stimuli_as_inputs
+    from ..models.io import stimuli_as_inputs
     net = vgg19_conv3_1(weights_path, seed).to(device)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)

@@ -192,3 +192,11 @@ def fit_oracle_targets(model, stimuli: torch.Tensor, tiers: np.ndarray, response
         pred = (head.predict(feats) * head.target_scale).cpu().numpy().astype(np.float32)
     r = pearson_per_neuron(pred[test_rows], np.asarray(responses)[test_rows])
     return pred, {"heldout_r": float(np.nanmean(r)), "epochs": epochs, "layer": layer}
+
+
+def build(arm: dict, target, train_rows, context: dict) -> MTLRegulariser:
+    """The ``mtl`` kind's builder (declared in :mod:`neurobias.regularisers`); ``context`` holds the
+    run's ``seed`` and the channels of the network's taps."""
+    return MTLRegulariser(target, train_rows, arm["layer"], context["tap_channels"][arm["layer"]],
+                          batch_ratio=float(arm["batch_ratio"]), stimulus_batch_size=arm["stimulus_batch_size"],
+                          seed=int(context["seed"]), target_scale=arm["target_scale"])

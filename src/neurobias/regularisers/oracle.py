@@ -130,3 +130,12 @@ class OracleTraining(Regulariser):
 
     def core_modules(self, model: nn.Module) -> list[nn.Module]:
         return model.backbone.core_modules(self.taps[0])
+
+
+def build(arm: dict, target, train_rows, context: dict) -> OracleTraining:
+    """The ``oracle`` kind's builder (declared in :mod:`neurobias.regularisers`)."""
+    spec = arm["oracle"]
+    return OracleTraining(arm["layer"], pretrain_epochs=spec["pretrain_epochs"],
+                          consistency_weight=spec["consistency_weight"],
+                          **{k: spec[k] for k in ("consistency", "corruptions", "severities", "clean_fraction", "groups")
+                             if k in spec})

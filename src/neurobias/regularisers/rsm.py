@@ -78,3 +78,13 @@ class RSMRegulariser(Regulariser):
             return ce + self.weight * penalty
         lam = self.weight * ce.detach() / penalty.detach().clamp_min(1e-8)
         return ce + lam * penalty
+
+
+def build(arm: dict, target, train_rows, context: dict) -> RSMRegulariser:
+    """The ``rsm`` kind's builder (declared in :mod:`neurobias.regularisers`); ``context["rsm_metric"]``:
+    the study's ``similarity.rsm_metric``."""
+    from ..config import schema_default
+    return RSMRegulariser(target, train_rows, arm["layer"], float(arm["r"]),
+                          metric=context.get("rsm_metric") or schema_default("study", "similarity", "rsm_metric"),
+                          cost=arm["cost"], weighting=arm["weighting"], alternate=arm["alternate"],
+                          until_epoch=arm.get("until_epoch"), stimulus_batch_size=arm["stimulus_batch_size"])

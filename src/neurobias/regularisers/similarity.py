@@ -69,3 +69,9 @@ class SimilarityRegulariser(Regulariser):
 
     def log(self) -> dict[str, float]:
         return {f"gamma_{t}": float(v) for t, v in zip(self.taps, self.gamma.detach().cpu())}
+
+
+def build(arm: dict, target, train_rows, context: dict) -> SimilarityRegulariser:
+    """The ``similarity`` kind's builder (declared in :mod:`neurobias.regularisers`)."""
+    return SimilarityRegulariser(target, train_rows, tuple(arm["layers"]), arm["stimulus_batch_size"],
+                                 alpha=float(arm["alpha"]))

@@ -26,6 +26,10 @@ Modules
     monkey visual cortex": :func:`robustness_scores`,
     :func:`robustness_scores_per_seed`, :func:`bootstrap_robustness`,
     :func:`model_robustness_table`, :func:`two_factor_regression`.
+:mod:`~neurobias.stats.brain_likeness`
+    Dapello et al. 2020's brain-likeness vs robustness across models:
+    :func:`model_table` (one row per model), :func:`model_correlations`,
+    :data:`ROBUSTNESS_COLUMNS`.
 
 Every public name is re-exported here, so ``from neurobias.stats import X``
 keeps working; helpers that start with ``_`` live in their modules only.
@@ -33,7 +37,8 @@ keeps working; helpers that start with ``_`` live in their modules only.
 
 from __future__ import annotations
 
-from . import federer2020, general, safarani2021
+from . import brain_likeness, federer2020, general, safarani2021
+from .brain_likeness import ROBUSTNESS_COLUMNS, model_correlations, model_table
 from .federer2020 import LEARNING_CURVE_BETTER, LEARNING_CURVE_METRICS, final_epoch_tests, learning_curve_records
 from .general import (
     BETTER_ALTERNATIVE,
@@ -62,4 +67,4 @@ from .safarani2021 import (
     two_factor_regression,
 )
 
-__all__ = [*general.__all__, *federer2020.__all__, *safarani2021.__all__]
+__all__ = [*general.__all__, *federer2020.__all__, *safarani2021.__all__, *brain_likeness.__all__]

@@ -36,7 +36,9 @@ Helpers
 Per-paper statistics live next to this module:
 :mod:`neurobias.stats.federer2020` (learning-curve records) and
 :mod:`neurobias.stats.safarani2021` (corruption robustness scores, their
-bootstrap intervals, the per-model table and the two-factor regression).
+bootstrap intervals, the per-model table and the two-factor regression) and
+:mod:`neurobias.stats.brain_likeness` (Dapello et al. 2020's table of all
+models and its correlations).
 
 Extending
 ---------
