@@ -149,3 +149,18 @@ def test_load_plugins_marks_entries_and_forgets_a_failed_plugin(tmp_path, monkey
         for r in registry.ALL_REGISTRIES:
             r.remove_plugin("whole_plugin")
         plugins._loaded.pop("whole_plugin", None)
+
+
+@pytest.mark.slow
+def test_report_has_the_plugin_evaluation_and_a_rerun_has_nothing_to_do(plugin_run, site, tmp_path):
+    import zipfile
+    out = tmp_path / "report.zip"
+    r = run_snakemake(plugin_run, CONFIG, site, "--report", str(out))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        html = zf.read(next(n for n in names if n.endswith("report.html"))).decode()
+    assert {"salt_pepper.png", "salt_pepper_tests.csv", "noise_robustness.png"} <= {n.rsplit("/", 1)[-1] for n in names}
+    assert "Evaluation" in html and "salt_pepper" in html
+    r = run_snakemake(plugin_run, CONFIG, site, "-n")
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]

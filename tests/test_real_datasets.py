@@ -123,7 +123,7 @@ def cifar100(tmp_path_factory):
 def test_cifar10_shapes_labels_and_pixel_layout(cifar10):
     path, raw = cifar10
     ds = prepare_cifar(path, "cifar10", n_val=20, seed=3, md5=_md5(path))
-    splits, classes = ds  # unpacks like every DATASET_BUILDERS entry
+    splits, classes = ds  # unpacks like every dataset source's builder's result
     assert isinstance(ds, PreparedDataset) and ds.superclass_of_class is None
     assert classes == CIFAR10_NAMES
     assert {k: v[0].shape for k, v in splits.items()} == {

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from neurobias.neural.recording import Recording, RecordingFormatError
 from neurobias.config import load_schema
@@ -449,3 +450,46 @@ def test_config_schemas_accept_the_documented_examples_and_refuse_mistakes():
                 {**ok, "train_fraction": 0}, {**ok, "extra": 1}, {k: v for k, v in ok.items() if k != "path"},
                 {**ok, "v1_model": {"nope": 1}}):
         assert not nwb_v.is_valid(bad), bad
+
+
+@pytest.mark.slow
+def test_file_and_nwb_recordings_through_the_workflow(tmp_path):
+    """A config's `source: file` and `source: nwb` recordings built by the make_recording rule
+    through the snakemake CLI; the user's file is the job's input, so replacing it reruns the job."""
+    from conftest import TINY, job_table, snakemake
+    rec = _recording(n=24, repeats=3, neurons=5)
+    npz = tmp_path / "mine.npz"
+    rec.save(npz)
+    images, trials, expected = _experiment()
+    nwb = _write_nwb(tmp_path / "mine.nwb", images, trials)
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["recordings"] = {"from_file": {"source": "file", "path": str(npz)},
+                         "from_nwb": {"source": "nwb", "path": str(nwb), "mapping": MAPPING, "train_fraction": 0.75}}
+    cfg["studies"]["tiny"]["recording"] = "from_file"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    work = tmp_path / "work"
+    targets = ["results/neural/from_file/recording.npz", "results/neural/from_nwb/recording.npz"]
+    r = snakemake(work, *targets, config=config)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    from_file = Recording.load(work / targets[0])
+    np.testing.assert_array_equal(from_file.responses, rec.responses)
+    np.testing.assert_array_equal(from_file.tiers, rec.tiers)
+    from_nwb = Recording.load(work / targets[1])
+    np.testing.assert_array_equal(from_nwb.responses, expected)
+    assert (from_nwb.tiers == "train").sum() == int(N_IMAGES * 0.75)
+    # a changed file of the user's reruns its recording (and what follows), nothing else
+    _recording(n=24, repeats=3, neurons=5, seed=1).save(npz)
+    r = snakemake(work, "-n", *targets, config=config, cores=False)  # -n first: --configfile takes several
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert job_table(r.stdout + r.stderr).get("make_recording") == "1", r.stdout[-2000:]
+    assert "results/neural/from_file/recording.npz" in r.stdout
+    assert "output: results/neural/from_nwb" not in r.stdout
+    # a wrong sha256 stops the job before anything is parsed, naming the key
+    cfg["recordings"]["from_file"]["sha256"] = "0" * 64 if _sha(npz) != "0" * 64 else "1" * 64
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = snakemake(tmp_path / "work2", targets[0], config=config)
+    assert r.returncode != 0
+    log = (tmp_path / "work2/logs/make_recording/from_file.log").read_text()
+    assert "recordings.from_file.sha256" in log, log[-2000:]
+    assert not (tmp_path / "work2" / targets[0]).exists()

@@ -264,12 +264,14 @@ def test_every_job_that_computes_on_the_device_asks_for_a_gpu(tmp_path, configfi
     """On a cluster, a job that computes on the config's device gets ``resources.gpu_jobs`` (a GPU):
     with ``device: cuda`` and none it could only stop. Which jobs those are comes from the job
     functions (the ones taking a ``device``), except the similarity targets that are numpy
-    computations of the responses (rule_params.HOST_TARGETS), which the workflow runs on the host."""
+    computations of the responses (the targets not declared ``on_device``), which the workflow runs on
+    the host."""
     import inspect
     import re
     from conftest import ROOT
     from neurobias.jobs import JOBS, job_name
-    from neurobias.rule_params import DEVICE_TARGETS, HOST_TARGETS
+    from neurobias.rule_params import target_kinds
+    DEVICE_TARGETS, HOST_TARGETS = set(target_kinds(on_device=True)), set(target_kinds(on_device=False))
     config = yaml.safe_load((ROOT / "tests" / "configs" / configfile).read_text())
     config.update(device="cuda", resources={"gpu_jobs": {"gpu": 1}, "cpu_jobs": {"mem_mb": 500}})
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))

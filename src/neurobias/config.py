@@ -298,7 +298,10 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     The plugins the config names are imported first (their declarations extend the schema)."""
     resolve_extends(config)
     from .plugins import load_plugins
-    load_plugins(config.get("plugins") or [])
+    plugins = config.get("plugins") or []
+    if not isinstance(plugins, list):
+        raise ConfigError(f"config field 'plugins': expected a list of module or entry-point names, got {plugins!r}")
+    load_plugins(plugins)
     schema = schema or load_schema()
     _check_kind_names(config)
     validator = jsonschema.Draft202012Validator(schema)

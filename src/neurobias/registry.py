@@ -378,3 +378,21 @@ __all__ = ["ALL_REGISTRIES", "ARCHITECTURES", "ArchitectureSpec", "DATASET_SOURC
            "Registry", "RegistryError", "RegulariserSpec", "Spec", "TARGETS", "TargetSpec", "architectures",
            "dataset_sources", "declare", "declaring", "evaluations", "generation", "load_builtins",
            "recording_sources", "register", "regularisers", "targets"]
+
+
+def describe() -> str:
+    """Every declared entry, kind by kind, with where it comes from and its one-line doc."""
+    lines = []
+    for registry in ALL_REGISTRIES:
+        lines.append(f"{registry.kind}s ({registry.config_key}):")
+        lines += [f"  {spec.name:<22} {spec.origin:<28} {spec.doc}" for spec in registry]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m neurobias.registry [plugin ...]
+    import sys
+
+    from neurobias import registry  # this file runs as __main__: the entries live in the package's module
+    from neurobias.plugins import load_plugins
+    load_plugins(sys.argv[1:], config_key="command line")
+    print(registry.describe())

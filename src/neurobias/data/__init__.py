@@ -11,8 +11,7 @@ same way. This module imports neither torch nor numpy until one of its functions
 
 from __future__ import annotations
 
-import importlib
-
+from ..lazy import lazy_attributes
 from ..registry import DatasetSourceSpec, declare
 
 _GREY = {"type": "boolean", "default": False,
@@ -56,14 +55,7 @@ declare(DatasetSourceSpec, name="tiny_imagenet", builder="neurobias.data.tiny_im
 _LAZY = {"PreparedDataError": ".prepared", "load_split": ".prepared", "load_superclasses": ".prepared",
          "save_split": ".prepared", "CLASS_NAMES": ".synthetic", "make_synthetic_task": ".synthetic"}
 
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = ["CLASS_NAMES", "PreparedDataError", "load_split", "load_superclasses", "make_synthetic_task",
            "save_split"]

@@ -45,7 +45,7 @@ class PreparedDataset:
     coarse (superclass) label of fine class ``k`` and ``superclasses`` the 20 coarse names (needed
     for Federer et al.'s within-superclass error); both are ``None`` for other datasets.
 
-    Unpacks like the ``(splits, classes)`` pair every builder in ``DATASET_BUILDERS`` returns::
+    Unpacks like the ``(splits, classes)`` pair every dataset source's builder returns::
 
         splits, classes = prepare_cifar(...)          # the common contract
         ds = prepare_cifar(...); ds.superclass_of_class  # the extra CIFAR-100 information

@@ -23,8 +23,7 @@ module imports no torch until a name of :mod:`.classifier` is asked for.
 
 from __future__ import annotations
 
-import importlib
-
+from ..lazy import lazy_attributes
 from ..registry import ArchitectureSpec, declare
 
 _WIDTH = {"width": {"$ref": "#/$defs/positive_int", "description": "channels of the first stage (64: the standard network)"}}
@@ -74,15 +73,14 @@ _CLASSIFIER_NAMES = ("Classifier", "build_classifier", "inference_layout", "MIN_
                      "to_inference_layout", "VOneBlock", "VOneFront")
 
 
+_classifier_attribute = lazy_attributes(__name__, {name: ".classifier" for name in _CLASSIFIER_NAMES})
+
+
 def __getattr__(name: str):
     if name == "ARCHITECTURES":  # {name: constructor}, every declared architecture's (built-in and plugins')
         from ..registry import architectures
         return {spec.name: spec.load() for spec in architectures()}
-    if name not in _CLASSIFIER_NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(".classifier", __name__), name)
-    globals()[name] = value
-    return value
+    return _classifier_attribute(name)
 
 
 __all__ = list(_CLASSIFIER_NAMES)

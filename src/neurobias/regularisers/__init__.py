@@ -33,8 +33,7 @@ a network of ours that has it (VGG with ``batch_norm: true``).
 
 from __future__ import annotations
 
-import importlib
-
+from ..lazy import lazy_attributes
 from ..registry import RegulariserSpec, declare
 
 NEURAL_BATCHNORM = ("update", "freeze")
@@ -123,14 +122,7 @@ def regularised_layers(arm: dict) -> tuple[str, ...]:
 _LAZY = {"Regulariser": ".base", "MTLRegulariser": ".mtl", "RSMRegulariser": ".rsm",
          "SimilarityRegulariser": ".similarity", "OracleTraining": ".oracle", "build_regulariser": ".build"}
 
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = ["NEURAL_BATCHNORM", "MTLRegulariser", "OracleTraining", "Regulariser", "RSMRegulariser",
            "SimilarityRegulariser", "build_regulariser", "regularised_layers"]

@@ -14,8 +14,7 @@ evaluations imports no torch.
 
 from __future__ import annotations
 
-import importlib
-
+from ..lazy import lazy_attributes
 from ..registry import EvaluationSpec, declare
 
 __all__ = ["gaussian_noise_accuracy", "minimal_perturbations"]
@@ -89,14 +88,7 @@ declare(EvaluationSpec, name="adversarial", builder="neurobias.jobs:evaluate_adv
 
 _LAZY = {"gaussian_noise_accuracy": ".noise", "minimal_perturbations": ".adversarial"}
 
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-    globals()[name] = value  # cached: later lookups do not come back here
-    return value
-
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
