@@ -1,6 +1,8 @@
 """Evaluations that score several models on images made once: each model's numbers must be bit for
-bit those it gets scored alone, image by image (Gaussian noise, Geirhos manipulations, and the
-brain_likeness job, whose deterministic models share the manipulated images)."""
+bit those it gets scored alone, image by image. Here the brain_likeness job, whose deterministic
+models share the manipulated images, and a network's logits, which do not depend on the other images
+of the batch; Gaussian noise and the Geirhos manipulations: tests/test_noise.py and
+tests/test_manipulations.py (which use the helpers below)."""
 
 import numpy as np
 import pandas as pd
@@ -13,8 +15,7 @@ from neurobias.data.prepared import save_split
 from neurobias.models import build_classifier, inference_layout, to_inference_layout
 from neurobias.neural.recording import Recording
 from neurobias.predictivity import layer_explained_variance
-from neurobias.robustness.manipulations import manipulation_accuracies, manipulation_accuracy, to_grey
-from neurobias.robustness.noise import gaussian_noise_accuracies
+from neurobias.robustness.manipulations import manipulation_accuracy, to_grey
 from neurobias.robustness.pgd import is_stochastic
 from neurobias.models.io import load_classifier, save_classifier
 from neurobias.train import evaluate
@@ -40,19 +41,6 @@ def uint8_images(n: int, seed: int = 0, size: int = 16):
     return x, torch.randint(0, N_CLASSES, (n,), generator=g)
 
 
-def test_the_scoring_batch_changes_no_gaussian_noise_result():
-    # the noise is drawn per 150-image batch; scoring 1, 7 or all of them at a time (uneven splits
-    # included) must give the numbers of one pass per drawn batch
-    x, y = uint8_images(400)
-    models = [PixelVote(0, 0), PixelVote(5, 9)]
-    per_draw = gaussian_noise_accuracies(models, x, y, [0.0, 0.3], seed=2, batch_size=150, progress=False,
-                                         score_batch_size=150)
-    for score_batch_size in (1, 7, 1000):
-        assert gaussian_noise_accuracies(models, x, y, [0.0, 0.3], seed=2, batch_size=150, progress=False,
-                                         score_batch_size=score_batch_size) == per_draw
-    assert per_draw[0] != per_draw[1]  # the models differ, so a mix-up would show
-
-
 def test_a_resnet_gives_the_same_logits_in_small_batches():
     # what the smaller scoring batches rely on for byte-identical tables: a conv net's logits for an
     # image do not depend on the other images of its batch (CPU, fp32, channels_last as evaluated)
@@ -65,16 +53,6 @@ def test_a_resnet_gives_the_same_logits_in_small_batches():
 
 
 SPEC = {"greyscale": [0, 1], "contrast": [1.0, 0.5], "rotation": [0, 90], "uniform_noise": [0.0, 0.35]}
-
-
-def test_models_scored_together_on_the_manipulations_match_one_model_at_a_time():
-    x, y = uint8_images(40)
-    models = [PixelVote(0, 0), PixelVote(5, 9), PixelVote(15, 2)]
-    together = manipulation_accuracies(models, x, y, SPEC, seed=3, batch_size=7, block_size=16, progress=False)
-    alone = [manipulation_accuracy(PixelVote(m.row, m.col), x, y, SPEC, seed=3, batch_size=7, block_size=16,
-                                   progress=False) for m in models]
-    assert together == alone
-    assert together[0] != together[1]
 
 
 # -- the brain_likeness job ------------------------------------------------------------------------

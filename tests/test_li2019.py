@@ -21,7 +21,7 @@ import yaml
 from conftest import ROOT, job_table, snakemake, training_jobs
 from neurobias.data import load_split
 from neurobias.neural.recording import Recording
-from test_real_datasets import cifar100  # noqa: F401  (fixture: a CIFAR-100 archive in the upstream layout)
+from test_cifar import cifar100  # noqa: F401  (fixture: a CIFAR-100 archive in the upstream layout)
 
 PRESET = ROOT / "studies" / "li2019.yaml"
 
@@ -170,13 +170,3 @@ def test_cifar100_through_the_make_dataset_job(tmp_path, cifar100, monkeypatch):
     payload = torch.load(tmp_path / "test.pt", weights_only=True)
     assert payload["superclass_of_class"] == [int(c) for c in coarse_of_fine]
     assert payload["superclasses"] == coarse_names
-
-
-def test_vgg_weights_without_network_fail_with_a_clear_message(tmp_path, monkeypatch):
-    from neurobias.neural import vgg_similarity
-    monkeypatch.setattr(vgg_similarity, "VGG19_URL", "http://127.0.0.1:9/vgg19-dcbb9e9d.pth")  # nothing listens
-    with pytest.raises(vgg_similarity.WeightsUnavailable) as e:
-        vgg_similarity.download_vgg19_weights(tmp_path)
-    msg = str(e.value)
-    assert "vgg19-dcbb9e9d.pth" in msg and "vgg_weights: random" in msg and str(tmp_path) in msg
-    assert not list(tmp_path.glob("*.pth"))

@@ -1,5 +1,6 @@
 """Geirhos et al. 2018 image manipulations: identity levels, the documented effect at extreme
-levels, seeding, both channel counts, and the accuracy / response-entropy evaluation."""
+levels, seeding, both channel counts, and the accuracy / response-entropy evaluation (also of several
+models scored on images made once)."""
 
 import math
 
@@ -10,9 +11,10 @@ from torch.nn import functional as F
 
 from neurobias.robustness.manipulations import (
     FALSE_COLOUR_MATRIX, LUMA_WEIGHTS, MANIPULATIONS, NOISE_CONTRAST, contrast, eidolon, eidolon_displacements,
-    false_colour, greyscale, high_pass, low_pass, manipulation_accuracy, manipulation_seed, mean_amplitude_spectrum,
+    false_colour, greyscale, high_pass, low_pass, manipulation_accuracies, manipulation_accuracy, manipulation_seed, mean_amplitude_spectrum,
     phase_noise,
     power_equalisation, response_entropy, rotation, to_grey, uniform_noise)
+from test_evaluation_sharing import SPEC, PixelVote, uint8_images
 
 GREY_BASED = ("contrast", "low_pass", "high_pass", "phase_noise", "power_equalisation", "rotation")
 RANDOM = ("uniform_noise", "phase_noise", "eidolon")
@@ -402,3 +404,13 @@ def test_manipulation_accuracy_runs_every_default_manipulation():
     rec = manipulation_accuracy(Brightness(), x, y, None, seed=0, block_size=5, progress=False)
     assert len(rec) == sum(len(m.levels) for m in MANIPULATIONS.values())
     assert all(0 <= r["accuracy"] <= 1 and 0 <= r["entropy_bits"] <= math.log2(3) + 1e-9 for r in rec)
+
+
+def test_models_scored_together_on_the_manipulations_match_one_model_at_a_time():
+    x, y = uint8_images(40)
+    models = [PixelVote(0, 0), PixelVote(5, 9), PixelVote(15, 2)]
+    together = manipulation_accuracies(models, x, y, SPEC, seed=3, batch_size=7, block_size=16, progress=False)
+    alone = [manipulation_accuracy(PixelVote(m.row, m.col), x, y, SPEC, seed=3, batch_size=7, block_size=16,
+                                   progress=False) for m in models]
+    assert together == alone
+    assert together[0] != together[1]

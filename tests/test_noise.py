@@ -1,9 +1,11 @@
-"""Gaussian-noise evaluation: level 0 is clean accuracy, the noise is seeded and clipped."""
+"""Gaussian-noise evaluation (neurobias.robustness.noise): level 0 is clean accuracy, the noise is seeded
+and clipped, models scored on one draw get their own numbers whatever the scoring batch."""
 
 import torch
 from torch import nn
 
 from neurobias.robustness.noise import add_gaussian_noise, gaussian_noise_accuracies, gaussian_noise_accuracy
+from test_evaluation_sharing import PixelVote, uint8_images
 
 
 class MeanBrightness(nn.Module):
@@ -74,3 +76,16 @@ def test_several_models_scored_on_one_draw_match_one_model_at_a_time():
     alone = [gaussian_noise_accuracy(m, x, y, [0.0, 0.3, 0.6], seed=4, batch_size=150, progress=False) for m in models]
     assert together == alone
     assert together[0] != together[1]  # the models differ, so a mix-up would show
+
+
+def test_the_scoring_batch_changes_no_gaussian_noise_result():
+    # the noise is drawn per 150-image batch; scoring 1, 7 or all of them at a time (uneven splits
+    # included) must give the numbers of one pass per drawn batch
+    x, y = uint8_images(400)
+    models = [PixelVote(0, 0), PixelVote(5, 9)]
+    per_draw = gaussian_noise_accuracies(models, x, y, [0.0, 0.3], seed=2, batch_size=150, progress=False,
+                                         score_batch_size=150)
+    for score_batch_size in (1, 7, 1000):
+        assert gaussian_noise_accuracies(models, x, y, [0.0, 0.3], seed=2, batch_size=150, progress=False,
+                                         score_batch_size=score_batch_size) == per_draw
+    assert per_draw[0] != per_draw[1]  # the models differ, so a mix-up would show

@@ -1,121 +1,17 @@
-"""A study's ``pack: auto`` and ``pack_engine`` in the config and the workflow: how the runs are
-grouped, which arms the stacked engine accepts before any job starts, and the pack rules' params
-(engine and fit mode), which decide what a change of engine retrains."""
+"""A study's ``pack: auto`` and ``pack_engine`` in the workflow: the pack rules' params (engine and fit
+mode) decide what a change of engine retrains. How the runs are grouped: tests/test_rule_params.py;
+the settings' validation (which arms the stacked engine accepts before any job starts):
+tests/test_config.py."""
 
-import copy
-
-import pytest
 import yaml
 
 from conftest import TINY, job_table, snakemake
-from neurobias.config import ConfigError, validate_config
-from neurobias.rule_params import pack_training, training_packs, trains_in_packs
-
-# The default demo's shape: 3 arms x 10 seeds of one network, plus a VOneBlock arm (another network).
-DEMO_LIKE = {
-    "pack": "auto",
-    "pack_engine": "sequential",
-    "seeds": list(range(10)),
-    "model": {"architecture": "resnet18", "width": 8},
-    "arms": {"none": {"regulariser": "none"},
-             "neural_model": {"regulariser": "similarity", "target": "model", "alpha": 30, "layers": ["layer3"]},
-             "shuffle": {"regulariser": "similarity", "target": "shuffle", "alpha": 30, "layers": ["layer3"]},
-             "vone": {"regulariser": "none", "model": {"vone": {}}}},
-}
 
 
 def tiny_config(**study) -> dict:
     config = yaml.safe_load(TINY.read_text())
     config["studies"]["tiny"].update(study)
     return config
-
-
-def test_pack_auto_makes_one_pack_per_group_of_runs_that_can_share_a_job():
-    packs = training_packs(DEMO_LIKE)
-    assert [len(p) for p in packs] == [30, 10]  # the common network's 30 runs, the VOneBlock arm's 10
-    assert packs[0][:11] == [("none", s) for s in range(10)] + [("neural_model", 0)]  # config order
-    assert {a for a, _ in packs[1]} == {"vone"}
-    assert training_packs({**DEMO_LIKE, "pack": 30}) == packs  # auto = each group whole
-    mtl_oracle = copy.deepcopy(DEMO_LIKE)
-    mtl_oracle["arms"]["mtl_oracle"] = {"regulariser": "mtl", "target": "responses_oracle", "layer": "layer3"}
-    assert [len(p) for p in training_packs(mtl_oracle)] == [30, 10, 10]  # model-dependent targets last, apart
-    assert {a for a, _ in training_packs(mtl_oracle)[-1]} == {"mtl_oracle"}
-
-
-def test_which_studies_train_in_packs_and_with_which_engine_and_fit():
-    assert not trains_in_packs({"pack": 1, "pack_engine": "sequential"})
-    assert trains_in_packs({"pack": 2, "pack_engine": "sequential"})
-    assert trains_in_packs({"pack": "auto", "pack_engine": "sequential"})
-    assert trains_in_packs({"pack": 1, "pack_engine": "stacked"})  # a stack of one: the engine runs in pack jobs
-    assert pack_training({"pack": "auto", "pack_engine": "stacked"}) == {"engine": "stacked", "fit": "split"}
-    assert pack_training({"pack": 10, "pack_engine": "stacked"}) == {"engine": "stacked", "fit": "error"}
-    # the sequential engine holds one run at a time: no fit to choose, so pack 8 -> auto reruns nothing
-    assert pack_training({"pack": "auto", "pack_engine": "sequential"}) == {"engine": "sequential", "fit": "error"}
-
-
-def test_pack_and_pack_engine_defaults_and_values():
-    study = validate_config(tiny_config())["studies"]["tiny"]
-    assert (study["pack"], study["pack_engine"]) == (1, "sequential")
-    study = validate_config(tiny_config(pack="auto", pack_engine="stacked"))["studies"]["tiny"]
-    assert (study["pack"], study["pack_engine"]) == ("auto", "stacked")
-    with pytest.raises(ConfigError, match=r"studies\.tiny\.pack_engine"):
-        validate_config(tiny_config(pack_engine="vmap"))
-
-
-def test_a_stacked_study_with_none_and_similarity_arms_validates():
-    config = validate_config(tiny_config(pack_engine="stacked"))  # none, similarity arms on a ResNet-18
-    assert config["studies"]["tiny"]["pack_engine"] == "stacked"
-
-
-def add_mtl_arm(study):
-    study["arms"]["extra"] = {"regulariser": "mtl", "target": "responses_model", "layer": "layer1"}
-
-
-def add_vone_arm(study):
-    study["arms"]["extra"] = {"regulariser": "none", "model": {"vone": {}}}  # {}: the front end, all defaults
-
-
-def use_vgg(study):
-    study["model"] = {"architecture": "vgg11", "width": 4, "diagnostic_layers": ["conv2_1"]}
-    for arm in study["arms"].values():
-        if "layers" in arm:
-            arm["layers"] = ["conv2_1"]
-
-
-def use_plateau(study):
-    study["training"]["lr_schedule"] = {"kind": "plateau"}
-
-
-def add_oracle_arm(study):
-    use_vgg(study)  # the oracle needs a network that defines its core (not the ResNet)
-    study["arms"]["extra"] = {"regulariser": "oracle", "layer": "conv2_1", "oracle": {"pretrain_epochs": 1}}
-
-
-# (change to the tiny study, what the error names: the arm, the reason's field)
-UNSTACKABLE = {"plateau": (use_plateau, "'none'", "'plateau'")}
-
-
-@pytest.mark.parametrize("case", UNSTACKABLE)
-def test_a_stacked_study_with_an_arm_the_engine_cannot_train_is_a_config_error(case):
-    change, arm, reason = UNSTACKABLE[case]
-    config = tiny_config()
-    change(config["studies"]["tiny"])
-    validate_config(copy.deepcopy(config))  # valid with the sequential engine
-    config["studies"]["tiny"]["pack_engine"] = "stacked"
-    with pytest.raises(ConfigError, match=r"studies\.tiny\.pack_engine") as error:
-        validate_config(config)
-    message = str(error.value)
-    assert f"arm {arm}" in message and reason in message and "pack_engine: sequential" in message
-
-
-@pytest.mark.parametrize("change", [add_mtl_arm, add_vone_arm, use_vgg, add_oracle_arm])
-def test_random_layers_an_mtl_head_and_the_oracle_stack(change):
-    """VGG's dropout, a VOneBlock's noise and an MTL readout's positions draw through
-    neurobias.models.random_draws, which gives each run of a stack its own job's numbers; the
-    oracle's two stages run in the stacked loop."""
-    config = tiny_config(pack_engine="stacked")
-    change(config["studies"]["tiny"])
-    assert validate_config(config)["studies"]["tiny"]["pack_engine"] == "stacked"
 
 
 def test_pack_auto_is_one_job_per_group_and_the_engine_is_a_param_that_retrains(tmp_path):

@@ -1,7 +1,6 @@
 """Packed training (a study's ``pack``): many (arm, seed) runs in one process, each model the one
-its own job would write, bit for bit; how a study's runs are grouped into packs."""
-
-import copy
+its own job would write, bit for bit, also through the workflow. How a study's runs are grouped into
+packs: tests/test_rule_params.py."""
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,6 @@ import torch
 from conftest import small_training_task
 from neurobias.neural.similarity import neural_similarity
 from neurobias.packed import PackedRun, train_runs
-from neurobias.rule_params import training_packs
 from neurobias.train import TrainingConfig, train_arm
 
 CFG = TrainingConfig(epochs=2, batch_size=32, lr=0.05, crop_padding=2, flip=True)
@@ -139,35 +137,6 @@ def test_a_failing_run_does_not_stop_the_others_and_the_rerun_trains_only_it(tas
         assert (run.out_dir / "model.pt").exists() and not (run.out_dir / "checkpoint.pt").exists()
 
 
-STUDY = {
-    "pack": 4,
-    "seeds": [0, 1, 2],
-    "model": {"architecture": "cornet_z", "width": 8},
-    "similarity": {"rsm_metric": "cosine"},
-    "arms": {"baseline": {"regulariser": "none"},
-             "mtl_monkey": {"regulariser": "mtl", "target": "responses_model", "layer": "V1"},
-             "oracle": {"regulariser": "oracle", "layer": "V1"},
-             "mtl_oracle": {"regulariser": "mtl", "target": "responses_oracle", "layer": "V1"},
-             "wide": {"regulariser": "none", "model": {"width": 16}}},
-}
-
-
-def test_packs_hold_runs_of_one_network_and_put_model_dependent_targets_last():
-    packs = training_packs(STUDY)
-    runs = [run for pack in packs for run in pack]
-    assert sorted(runs) == sorted((a, s) for a in STUDY["arms"] for s in STUDY["seeds"])  # each run once
-    assert all(1 <= len(p) <= 4 for p in packs)
-    for pack in packs:  # one network per pack; the oracle-derived targets never beside their oracle
-        assert len({a == "wide" for a, _ in pack}) == 1
-        assert len({a == "mtl_oracle" for a, _ in pack}) == 1
-    assert all(a == "mtl_oracle" for a, _ in packs[-1])
-    assert runs[:4] == [("baseline", 0), ("baseline", 1), ("baseline", 2), ("mtl_monkey", 0)]  # config order
-    one_each = training_packs({**STUDY, "pack": 1})
-    assert len(one_each) == len(runs) and all(len(p) == 1 for p in one_each)
-    whole = training_packs({**copy.deepcopy(STUDY), "pack": 100})
-    assert [len(p) for p in whole] == [9, 3, 3]  # the common network, the wide one, the MTL-oracle runs
-
-
 # -- the workflow ----------------------------------------------------------------------------------
 def packed_config(tmp_path, pack, **training):
     import yaml
@@ -248,19 +217,6 @@ def test_kill_9_of_a_packed_job_resumes_every_model_to_the_same_files(tiny_local
     for run_dir in pack:
         assert_same_files(work / "results/train/tiny" / run_dir, runs["uninterrupted"] / "results/train/tiny" / run_dir)
         assert not (work / "results/train/tiny" / run_dir / "checkpoint.pt").exists()
-
-
-@pytest.mark.parametrize("value", [0, "all", 2.5])  # "auto" is a pack (tests/test_pack_config.py)
-def test_a_bad_pack_is_a_config_error_naming_the_field(value):
-    import yaml
-    from conftest import TINY
-    from neurobias.config import ConfigError, validate_config
-    config = yaml.safe_load(TINY.read_text())
-    config["studies"]["tiny"]["pack"] = value
-    with pytest.raises(ConfigError, match=r"studies\.tiny\.pack"):
-        validate_config(config)
-    config["studies"]["tiny"].pop("pack")
-    assert validate_config(config)["studies"]["tiny"]["pack"] == 1  # the schema's default: one job per model
 
 
 def test_models_of_a_study_outside_studies_to_run_still_have_their_pack_rules(tmp_path):

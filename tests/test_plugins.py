@@ -130,11 +130,13 @@ def test_without_the_plugin_its_names_are_unknown():
 
 
 def test_load_plugins_marks_entries_and_forgets_a_failed_plugin(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "half_plugin.py").write_text(
         "from neurobias.registry import TargetSpec, declare\n"
         "declare(TargetSpec, name='half_target', builder='half_plugin:build')\n"
         "raise RuntimeError('broken after one declaration')\n")
+    # (not monkeypatch.syspath_prepend: it needs setuptools' pkg_resources, which the reference
+    # corruptions' tests replace with a stand-in)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     with pytest.raises(plugins.PluginError, match=r"plugins\[0\].*RuntimeError: broken after one declaration"):
         plugins.load_plugins(["half_plugin"])
     assert "half_target" not in registry.targets()  # nothing of it stays declared

@@ -1,10 +1,10 @@
 """neurobias.seeding: seeding inside a fork draws torch.manual_seed's numbers on the device and
-leaves the caller's random state of the CPU and of the GPU as it was."""
+leaves the caller's random state of the CPU and of the GPU as it was (the oracle's reinitialisation
+that relies on it: tests/test_core_split.py)."""
 
 import pytest
 import torch
 
-from neurobias.models import build_classifier
 from neurobias.seeding import forked_global_rng
 
 ON_A_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -54,25 +54,3 @@ def test_on_a_gpu_the_device_s_draws_are_manual_seed_s_and_its_state_is_kept():
     assert torch.equal(got, expected)
     assert torch.equal(torch.get_rng_state(), cpu_before)
     assert torch.equal(torch.cuda.get_rng_state(), gpu_before)  # a CPU-only fork reseeded it
-
-
-@ON_A_GPU
-def test_the_oracle_s_reinitialisation_on_a_gpu_keeps_the_caller_s_gpu_state():
-    model = build_classifier("vgg11", 10, 1, [0.5], [0.25], width=8).cuda()
-    torch.manual_seed(3)
-    gpu_before = torch.cuda.get_rng_state()
-    model.backbone.reset_after("conv3_1", torch.Generator().manual_seed(0))
-    assert torch.equal(torch.cuda.get_rng_state(), gpu_before)
-
-
-def test_the_oracle_s_reinitialisation_is_seeded_by_its_generator_and_keeps_the_caller_s_state():
-    heads = []
-    for caller_seed in (3, 4):
-        torch.manual_seed(0)
-        model = build_classifier("vgg11", 10, 1, [0.5], [0.25], width=8)
-        torch.manual_seed(caller_seed)
-        before = torch.get_rng_state()
-        model.backbone.reset_after("conv3_1", torch.Generator().manual_seed(0))
-        assert torch.equal(torch.get_rng_state(), before)
-        heads.append([p.detach().clone() for p in model.parameters()])
-    assert all(torch.equal(a, b) for a, b in zip(*heads))  # the caller's state does not reach the weights

@@ -71,7 +71,7 @@ def provenances(run_dir):
 def test_every_job_ran_under_slurm_with_gpus_where_asked(slurm_run):
     records = provenances(slurm_run)
     jobs = {rec["job"] for _, rec in records}
-    assert {"make_dataset", "simulate_recording", "fit_v1_model", "train", "evaluate_gaussian_noise",
+    assert {"make_dataset", "make_recording", "fit_v1_model", "train", "evaluate_gaussian_noise",
             "stats", "figure_noise_robustness", "similarity_diagnostics"} <= jobs
     ids = []
     for path, rec in records:

@@ -16,7 +16,7 @@ from neurobias import stacked
 from neurobias.checkpoint import CHECKPOINT_NAME
 from neurobias.packed import PackedRun, PackFailure, train_runs
 from neurobias.regularisers import build_regulariser
-from neurobias.stacking_rules import stack_key, unsupported_reason
+from neurobias.stacking_rules import unsupported_reason
 from neurobias.train import (NonFiniteLossError, TrainingConfig, batchnorm_layers, regularised_loss,
                              training_memory_format)
 
@@ -377,12 +377,6 @@ def test_what_the_stacked_engine_cannot_train_is_refused_naming_the_field(arm, f
     with pytest.raises(ValueError, match="pack_engine: sequential"):  # and before any work in a job
         train_runs([run], training=training, device="cpu", progress=False, engine="stacked", **task)
     assert not (tmp_path / "run").exists()
-
-
-def test_runs_stack_when_they_differ_only_in_data():
-    arm = {"regulariser": "similarity", "alpha": 1.0, "layers": ["V2"], "target": "model"}
-    assert stack_key(arm) == stack_key({**arm, "target": "shuffle", "label_noise": 0.2})
-    assert stack_key(arm) != stack_key({**arm, "alpha": 2.0})
 
 
 def test_a_stack_that_does_not_fit_stops_before_training_naming_the_number_that_fits(task, tmp_path, monkeypatch):

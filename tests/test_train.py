@@ -1,4 +1,5 @@
-"""The training loop: resume equality, checkpoint safety, schedule, augmentation, regularised arms."""
+"""The training loop (neurobias.train): resume equality, checkpoint safety, schedules, augmentation,
+regularised arms, per-epoch test metrics."""
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,8 @@ import neurobias.train
 from neurobias.regularisers import SimilarityRegulariser
 from neurobias.models.io import load_classifier
 from neurobias.train import (NonFiniteLossError, StepLosses, TrainingConfig, augment, evaluation_batch_size,
-                             learning_rate, train_arm)
+                             learning_rate, learning_rate_and_stop, train_arm)
+from test_federer import SUPERCLASS
 
 
 @pytest.fixture(scope="module")
@@ -258,21 +260,6 @@ def test_a_cpu_trains_narrow_strided_1x1_convolutions_in_nchw():
     assert strided_1x1_convolutions_too_narrow(torch.nn.Sequential(grouped)) == ["0"]
 
 
-def test_a_cpu_scores_narrow_strided_1x1_convolutions_in_nchw_too():
-    """Evaluation moves a network to channels_last, but a white-box attack's backward pass takes the
-    weight gradient of that convolution too (it crashed brain-likeness on a width-4 ResNet): a
-    network that trains in NCHW on a CPU is scored in NCHW there."""
-    from neurobias.models import build_classifier, to_inference_layout
-    narrow, wide = to_inference_layout([build_classifier("resnet18", 10, 3, [0.5] * 3, [0.25] * 3, width=w)
-                                        for w in (4, 8)])
-    assert not narrow.training and not wide.training
-    def layouts(model):  # of the 3x3 kernels (a 1x1 kernel is contiguous in both layouts)
-        return {(w.is_contiguous(), w.is_contiguous(memory_format=torch.channels_last))
-                for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
-                for w in [m.weight]}
-    assert layouts(narrow) == {(True, False)} and layouts(wide) == {(False, True)}
-
-
 def test_auto_precision_is_bf16_only_on_gpus_with_native_bf16(monkeypatch):
     """A T4 (compute capability 7.5) emulates bf16, and cuDNN has no bf16 convolutions for it:
     'auto' trains in fp32 there, in bf16 from Ampere (8.0) on; an explicit choice is kept."""
@@ -295,18 +282,42 @@ def test_the_evaluation_batch_is_the_config_s_or_by_device_and_changes_no_score(
     pd.testing.assert_frame_equal(whole, in_fours, check_exact=True)
 
 
-@pytest.mark.parametrize("value, error", [("auto", None), (256, None), ("big", "'auto' was expected"),
-                                          (0, "less than the minimum")])
-def test_eval_batch_size_in_the_config(value, error):
-    import yaml
-    from conftest import TINY
-    from neurobias.config import ConfigError, validate_config
-    config = yaml.safe_load(TINY.read_text())
-    config["studies"]["tiny"]["training"].pop("eval_batch_size", None)
-    assert validate_config(config)["studies"]["tiny"]["training"]["eval_batch_size"] == "auto"
-    config["studies"]["tiny"]["training"]["eval_batch_size"] = value
-    if error is None:
-        assert validate_config(config)["studies"]["tiny"]["training"]["eval_batch_size"] == value
-    else:
-        with pytest.raises(ConfigError, match=rf"studies\.tiny\.training\.eval_batch_size(.|\n)*{error}"):
-            validate_config(config)
+# -- the plateau schedule, per-epoch test metrics ----------------------------------------------------
+def test_plateau_schedule_decays_after_patience_and_stops():
+    cfg = TrainingConfig(epochs=50, lr=0.1, lr_schedule={"kind": "plateau", "factor": 0.3, "patience": 2,
+                                                         "threshold": 0.0, "max_decays": 1})
+    acc = [0.1, 0.2, 0.2, 0.15, 0.3, 0.3, 0.3, 0.3]
+    history = [{"val_accuracy": a} for a in acc]
+    lrs = [learning_rate_and_stop(cfg, e, history)[0] for e in range(7)]
+    # epochs 3 and 4 (0.2, 0.15) don't beat 0.2 -> reduced from epoch 4 on; 0.3 at epoch 5 is new best;
+    # epochs 6 and 7 don't improve -> a second plateau: over max_decays -> stop before epoch 8
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.03, 0.03, 0.03])
+    assert learning_rate_and_stop(cfg, 6, history) == (pytest.approx(0.03), False)
+    assert learning_rate_and_stop(cfg, 7, history)[1] is True
+    # threshold: an improvement must exceed it
+    strict = TrainingConfig(epochs=50, lr=0.1, lr_schedule={**cfg.lr_schedule, "threshold": 0.15})
+    assert learning_rate_and_stop(strict, 5, history)[0] == pytest.approx(0.03)  # 0.2 -> 0.3 is not > 0.15 + 0.2
+
+
+def test_within_superclass_share_by_hand_with_a_stub_model():
+    """epoch_test_metrics on fixed predictions: 6 test images, 4 errors, 3 of them within the
+    true class's superclass (SUPERCLASS pairs classes 2k and 2k+1)."""
+    from neurobias.train import epoch_test_metrics
+    truth = [0, 2, 4, 6, 8, 1]
+    pred = [1, 3, 4, 0, 9, 1]   # errors: 0->1 (same), 2->3 (same), 6->0 (other), 8->9 (same)
+
+    class Stub(torch.nn.Module):
+        def forward(self, x):  # image i carries the value i; its logits favour pred[i]
+            idx = (x[:, 0, 0, 0] * 255).round().long()
+            return torch.nn.functional.one_hot(torch.tensor(pred)[idx], 10).float() * 5
+
+    images = torch.arange(6, dtype=torch.uint8).reshape(6, 1, 1, 1)
+    out = epoch_test_metrics(Stub(), (images, torch.tensor(truth)), images, torch.tensor(truth),
+                             SUPERCLASS, batch_size=4, device="cpu")
+    assert out["test_accuracy"] == pytest.approx(2 / 6)
+    assert out["within_superclass_error"] == pytest.approx(3 / 4)
+    assert out["test_superclass_accuracy"] == pytest.approx(5 / 6)
+    assert out["generalisation_error"] == pytest.approx(out["train_eval_loss"] - out["test_loss"])
+    no_super = epoch_test_metrics(Stub(), (images, torch.tensor(truth)), images, torch.tensor(truth),
+                                  None, batch_size=4, device="cpu")
+    assert "within_superclass_error" not in no_super

@@ -57,6 +57,7 @@ def load_plugins(names, config_key: str = "plugins") -> list[str]:
             # imported earlier without declaring (e.g. by a test): its declarations ran unmarked or
             # not at all; importing it again inside `declaring` is the only way to get them
             del sys.modules[module]
+        importlib.invalidate_caches()  # a plugin file written since the path's folders were last listed
         try:
             with declaring(module):
                 importlib.import_module(module)

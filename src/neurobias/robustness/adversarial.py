@@ -53,7 +53,7 @@ newest snapshot of Foolbox's GitHub master checked) computes ``factor = min(1, n
 with ``norms`` the norm of ``x`` rather than of ``x - x0``: the projection onto the adaptive L2
 ball is a no-op, so the "L2 FMN" is unconstrained gradient descent that keeps the smallest
 adversarial iterate and overshoots the minimum (by 35-210 % on the linear test problem of
-``tests/test_adversarial.py``, where the fixed attack is within 1e-6 of the analytic minimum). :class:`L2FMNAttackFixed` overrides only ``project`` with the
+``tests/test_robustness_adversarial.py``, where the fixed attack is within 1e-6 of the analytic minimum). :class:`L2FMNAttackFixed` overrides only ``project`` with the
 projection of Pintor et al.'s Algorithm 1, ``x0 + (x - x0) * min(1, eps / ||x - x0||_2)``.
 The L-infinity variant's projection (clipping to ``[-eps, eps]``) is correct and is used as is.
 

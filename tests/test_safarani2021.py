@@ -1,4 +1,5 @@
-"""Safarani et al. 2021 statistics: robustness score, bootstrap intervals, two-factor regression."""
+"""Safarani et al. 2021 statistics (neurobias.stats.safarani2021): robustness score, bootstrap intervals,
+two-factor regression."""
 
 from __future__ import annotations
 

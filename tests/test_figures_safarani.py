@@ -1,4 +1,5 @@
-"""Safarani et al. 2021 figures: drawn artists equal the statistics; files are written atomically."""
+"""Safarani et al. 2021 figures (neurobias.figures.safarani): drawn artists equal the statistics; files are
+written atomically."""
 
 from __future__ import annotations
 
