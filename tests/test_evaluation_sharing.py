@@ -58,7 +58,7 @@ SPEC = {"greyscale": [0, 1], "contrast": [1.0, 0.5], "rotation": [0, 90], "unifo
 # -- the brain_likeness job ------------------------------------------------------------------------
 BRAIN_CFG = {"explained_variance": {"n_components": 2, "n_folds": 2, "max_images": None, "max_features": 20,
                                     "pool_to": 2, "seed": 0},
-             "manipulations": {"n_images": 30, "seed": 0, "levels": SPEC}}
+             "manipulations": {"n_images": 30, "seed": 0, "levels": SPEC, "phase_noise_method": "authors"}}
 LAYERS = ["stem", "layer1"]
 
 

@@ -191,13 +191,20 @@ def test_a_stacked_step_gives_each_run_the_random_numbers_of_its_own_job(case, d
         # VOneBlock's noise, sqrt(relu(r) + 1e-4), has a slope of up to 50 near r = 0, which
         # amplifies the two layouts' rounding (measured: 1.6e-2 of the largest element of a
         # BatchNorm bias's gradient against channels_last; below 1e-4 against NCHW)
+        # Against NCHW the VOneBlock's noise still amplifies the grouped convolution's other summation
+        # order: with the authors' Gabor grid and channel draws, measured up to 7e-3 of the largest
+        # element (layer1's first BatchNorm weight; 12x the old 1e-4 bound already with the old grid
+        # at VOne seed 2), while one float32 step of such a network against the same step in float64
+        # is off by 5e-3 to 2.3e-2 of it: the bound for this case is that float32 envelope. The losses,
+        # logits and draws above are still checked to their tight bounds.
+        bound = 2.5e-2 if model_cfg.get("vone") else 1e-4
         nchw = alone_step(i, torch.contiguous_format, draws=a["draws"])
         for name, p in stack.params.items():
             if nchw["grads"][name] is None or p.grad is None:  # the head on a step without a neural batch
                 assert nchw["grads"][name] is None and p.grad is None, name
                 continue
             scale = float(nchw["grads"][name].abs().max()) + 1e-8
-            assert float((nchw["grads"][name] - p.grad[i]).abs().max()) <= 1e-4 * scale + 1e-6, name
+            assert float((nchw["grads"][name] - p.grad[i]).abs().max()) <= bound * scale + 1e-6, name
 
 
 VGG_ARMS = {

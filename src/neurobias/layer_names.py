@@ -30,7 +30,7 @@ VONE_TAP = "vone"
 VONE_OPTIONS: frozenset[str] = frozenset({
     "parameters", "noise", "simple_channels", "complex_channels", "kernel_size", "stride",
     "visual_degrees", "image_size", "seed", "bottleneck", "sf_corr", "sf_max", "k_exc",
-    "noise_scale", "noise_level"})
+    "noise_scale", "noise_level", "quadrature_channels"})
 
 
 def architecture_options(architecture: str) -> set[str]:

@@ -197,7 +197,8 @@ def brain_likeness(*, models: list, test_split, recordings: list, table, study: 
 
     def manipulated(classifiers: list) -> list[list[dict]]:
         return manipulation_accuracies(classifiers, sub_x, sub_y, man_cfg.get("levels"), seed=man_cfg["seed"],
-                                       device=device, progress=False)
+                                       device=device, progress=False,
+                                       phase_noise_method=man_cfg["phase_noise_method"])
 
     tables: list[list[dict]] = []  # each model's rows, in seed order
     # Deterministic models are scored on the manipulations together after the loop: the manipulated

@@ -6,22 +6,48 @@ Written from the paper (section 3 and appendix) and the published definition (di
 ``vonenet/modules.py``, ``params.py``, ``vonenet.py``); the code is ours.
 
 The block, per output channel k (``simple_channels`` simple cells first, then ``complex_channels``
-complex cells), on one input channel c_k drawn at random (as VOneNet, which puts each Gabor on one
-colour channel):
+complex cells), each filter of a quadrature pair on one input channel drawn at random (as VOneNet,
+which puts each Gabor on one colour channel):
 
-    q0_k = G(theta_k, f_k, sigma_x_k, sigma_y_k, phase_k)       * x[c_k]   (stride, zero padding k//2)
-    q1_k = G(theta_k, f_k, sigma_x_k, sigma_y_k, phase_k + pi/2) * x[c_k]
+    q0_k = G(ori_k, f_k, sigma_x_k, sigma_y_k, phase_k)        * x[c_k]   (stride, zero padding k//2)
+    q1_k = G(ori_k, f_k, sigma_x_k, sigma_y_k, phase_k + pi/2) * x[d_k]
     simple  = k_exc * relu(q0)                                  (linear-nonlinear, one phase)
     complex = k_exc * sqrt(q0^2 + q1^2) / sqrt(2)               (energy of a quadrature pair)
 
     G(u, v) = exp(-u^2 / (2 sigma_x^2) - v^2 / (2 sigma_y^2)) / (2 pi sigma_x sigma_y) * cos(2 pi f u + phase)
-    u = cos(theta) dx + sin(theta) dy,  v = -sin(theta) dx + cos(theta) dy
+    u = cos(ori) dy + sin(ori) dx,  v = -sin(ori) dy + cos(ori) dx
 
-with dx the column and dy the row offset from the kernel centre (x right, y down): ``theta`` is the
-direction of the carrier's wave vector (the bars run perpendicular to it), ``sigma_x`` the
-envelope's SD across the bars, ``sigma_y`` along them. The envelope integrates to one (as VOneNet;
-no mean is subtracted). The filters are buffers, never trained, and are saved in the state dict,
-so a checkpoint is self-contained; rebuilding from the same options regenerates them identically.
+with dy the row and dx the column offset from the kernel centre: VOneNet's ``utils.gabor_kernel``,
+whose grid's x is the row offset (``torch.meshgrid``'s default "ij" indexing) and y the column
+offset. So ``ori`` (VOneNet's ``theta``) is the preferred orientation of the bars as displayed,
+counter-clockwise from horizontal (0: horizontal bars, pi/2: vertical, pi/4: "/"). ``sigma_x`` is
+the envelope's SD across the bars, ``sigma_y`` along them. The envelope integrates to one (as VOneNet; no mean is subtracted).
+
+Input channels (``quadrature_channels``): ``independent`` (the default, as VOneNet's code:
+``GFB.initialize`` draws ``torch.randint(0, in_channels, (out_channels,))`` once for the q0 bank
+and again for the q1 bank, so d_k is drawn independently of c_k and, with 3 input channels, only
+about a third of the complex cells read one channel with both filters) or ``shared`` (d_k = c_k, a
+true quadrature pair on every input: the fix the authors agreed to in dicarlolab/vonenet issue 20,
+where they call the independent draw a bug that affects complex cells on coloured stimuli but not
+their grey-scale neural fits; measured: on a grating in one colour channel, 37 of 54 complex cells
+of a 3-channel block vary by more than half their mean across the grating's phase with independent
+draws, none with shared ones). The draws come from a ``torch.Generator`` seeded with ``seed``: the
+same channels as VOneNet's block built right after ``torch.manual_seed(seed)``; simple cells read
+c_k either way. With one input channel both are the same.
+
+The buffer ``theta`` describes each filter in image coordinates: the direction of its carrier's
+wave vector, atan2(row component, column component) = pi/2 - ori, in (-pi/2, pi/2];
+:attr:`VOneBlock.orientation` gives ori back. The filters are buffers, never trained, and are saved
+in the state dict, so a checkpoint is self-contained; rebuilding from the same options regenerates
+them identically.
+
+Measured against VOneNet (tests/test_vone_parity.py, reference outputs of dicarlolab/vonenet at
+3c3a0b2 in tests/fixtures/parity/vonenet.npz): the kernels agree to float32 rounding, the channel
+draws exactly, the noise-free block output to 1e-5. Before this was made to follow VOneNet, the
+kernels were the transposes of theirs (the grid's x was the column offset): each filter's bar
+orientation mirrored about the diagonal (ori -> pi/2 - ori), so the population's horizontal and
+vertical bins (66 and 77 of De Valois's 246 cells) were swapped and the oblique ones not; and both
+filters of a pair read one channel.
 
 Stochasticity (VOneNet's ``noise_mode='neuronal'``), with s = ``noise_scale``, l = ``noise_level``:
 
@@ -53,6 +79,7 @@ data; within a histogram bin values are uniform on the bin's scale):
   (VOneNet: 0.75; cells tuned to higher frequencies have more cycles under the envelope, i.e.
   narrower octave bandwidths; VOneNet's code cites Schiller, Finlay & Volman 1976).
 - phase: uniform on [0, 2 pi).
+- input channels: see above (torch's generator, not numpy's).
 
 ``parameters="uniform"`` (the control, as VOneNet's ``rand_param``): orientation uniform on
 [0, 180) degrees, spatial frequency log-uniform over the same (truncated) support, nx and ny
@@ -118,12 +145,14 @@ VONE_DEFAULTS: dict = {
     "k_exc": 25.0,
     "noise_scale": 0.35,
     "noise_level": 0.07,
+    "quadrature_channels": "independent",  # independent (VOneNet's code) | shared (its issue 20's fix)
 }
 assert set(VONE_DEFAULTS) == VONE_OPTIONS, "layer_names.VONE_OPTIONS and models.vone.VONE_DEFAULTS differ"
 
 DEFAULT_IMAGE_SIZE = 32
 _NOISE_EPS = 1e-4
 _ENERGY_EPS = 1e-12  # keeps the complex cells' gradient finite where both quadrature responses are 0
+QUADRATURE_CHANNELS = ("independent", "shared")
 
 
 def _inverse_cdf(u: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -144,11 +173,13 @@ def sf_support_cpd(pixels_per_degree: float, sf_max: float) -> np.ndarray:
 
 
 def sample_gabor_parameters(n: int, seed: int, parameters: str = "v1", pixels_per_degree: float = 16.0,
-                            sf_max: float = 6.0, sf_corr: float = 0.75, in_channels: int = 1) -> dict[str, np.ndarray]:
-    """Per-channel Gabor parameters: ``theta`` (rad, wave-vector direction in [0, pi)), ``sf_cpd``,
-    ``sf`` (cycles/px), ``nx``, ``ny`` (envelope SDs in periods), ``sigma_x``, ``sigma_y`` (px),
-    ``phase`` (rad), ``input_channel``. Deterministic in ``seed``; the draws are made in the same
-    order for both ``parameters`` kinds."""
+                            sf_max: float = 6.0, sf_corr: float = 0.75) -> dict[str, np.ndarray]:
+    """Per-channel Gabor parameters: ``orientation`` (rad in [0, pi), VOneNet's ``theta``: the bars'
+    orientation, counter-clockwise from horizontal), ``theta`` (rad in (-pi/2, pi/2], the carrier's
+    wave-vector direction in image coordinates, x = column, y = row: pi/2 - orientation),
+    ``sf_cpd``, ``sf`` (cycles/px), ``nx``, ``ny`` (envelope SDs in periods), ``sigma_x``,
+    ``sigma_y`` (px), ``phase`` (rad). Deterministic in ``seed``; the draws are made in the same
+    order for both ``parameters`` kinds. The input channels: :func:`sample_input_channels`."""
     if parameters not in ("v1", "uniform"):
         raise ValueError(f"vone.parameters: unknown {parameters!r} (v1, uniform)")
     if not -1.0 <= sf_corr <= 1.0:
@@ -158,7 +189,6 @@ def sample_gabor_parameters(n: int, seed: int, parameters: str = "v1", pixels_pe
     sf_counts = SF_COUNTS[:len(edges) - 1]
     u_ori, u_ny, z1, z2 = rng.random(n), rng.random(n), rng.standard_normal(n), rng.standard_normal(n)
     phase = rng.uniform(0.0, 2 * np.pi, n)
-    input_channel = rng.integers(0, in_channels, n)
     log_n = np.log10(N_EDGES)
     if parameters == "v1":
         # Orientation: pick a 45-degree bin by the counts, uniform within it (centre +- 22.5).
@@ -178,19 +208,35 @@ def sample_gabor_parameters(n: int, seed: int, parameters: str = "v1", pixels_pe
         log_sf = np.log2(edges)
         sf_cpd = 2 ** (log_sf[0] + (log_sf[-1] - log_sf[0]) * ndtr(z2))
     sf = sf_cpd / pixels_per_degree
-    return {"theta": np.deg2rad(ori), "sf_cpd": sf_cpd, "sf": sf, "nx": nx, "ny": ny,
-            "sigma_x": nx / sf, "sigma_y": ny / sf, "phase": phase, "input_channel": input_channel}
+    orientation = np.deg2rad(ori)
+    return {"orientation": orientation, "theta": np.pi / 2 - orientation, "sf_cpd": sf_cpd, "sf": sf,
+            "nx": nx, "ny": ny, "sigma_x": nx / sf, "sigma_y": ny / sf, "phase": phase}
 
 
-def gabor_kernels(theta, sf, sigma_x, sigma_y, phase, kernel_size: int) -> np.ndarray:
-    """Gabor kernels [K, kernel_size, kernel_size] (float64), one per parameter set; see the module
-    docstring for the formula and the orientation convention."""
+def sample_input_channels(n: int, in_channels: int, seed: int,
+                          quadrature_channels: str = "independent") -> tuple[np.ndarray, np.ndarray]:
+    """The input channel of each of ``n`` q0 filters and of its q1 partner, as VOneNet's
+    ``GFB.initialize`` draws them (``torch.randint(0, in_channels, (n,))`` for the q0 bank, then
+    again for the q1 bank), from a ``torch.Generator`` seeded with ``seed``; ``shared``: q1 reads
+    q0's channel (one draw)."""
+    if quadrature_channels not in QUADRATURE_CHANNELS:
+        raise ValueError(f"vone.quadrature_channels: unknown {quadrature_channels!r} ({', '.join(QUADRATURE_CHANNELS)})")
+    generator = torch.Generator().manual_seed(int(seed))
+    q0 = torch.randint(0, in_channels, (n,), generator=generator).numpy()
+    q1 = torch.randint(0, in_channels, (n,), generator=generator).numpy() if quadrature_channels == "independent" else q0
+    return q0, q1.copy()
+
+
+def gabor_kernels(orientation, sf, sigma_x, sigma_y, phase, kernel_size: int) -> np.ndarray:
+    """Gabor kernels [K, kernel_size, kernel_size] (float64), one per parameter set: VOneNet's
+    ``utils.gabor_kernel(frequency=sf, sigma_x, sigma_y, theta=orientation, offset=phase,
+    ks=kernel_size)``, whose grid's x is the row offset; see the module docstring."""
     r = kernel_size // 2
     dy, dx = np.meshgrid(np.arange(-r, r + 1, dtype=float), np.arange(-r, r + 1, dtype=float), indexing="ij")
     col = lambda a: np.asarray(a, dtype=float)[:, None, None]
-    theta, sf, sigma_x, sigma_y, phase = map(col, (theta, sf, sigma_x, sigma_y, phase))
-    u = np.cos(theta) * dx + np.sin(theta) * dy
-    v = -np.sin(theta) * dx + np.cos(theta) * dy
+    orientation, sf, sigma_x, sigma_y, phase = map(col, (orientation, sf, sigma_x, sigma_y, phase))
+    u = np.cos(orientation) * dy + np.sin(orientation) * dx
+    v = -np.sin(orientation) * dy + np.cos(orientation) * dx
     envelope = np.exp(-0.5 * (u ** 2 / sigma_x ** 2 + v ** 2 / sigma_y ** 2)) / (2 * np.pi * sigma_x * sigma_y)
     return envelope * np.cos(2 * np.pi * sf * u + phase)
 
@@ -214,7 +260,8 @@ class VOneBlock(nn.Module):
     def __init__(self, in_channels: int, image_size: int = DEFAULT_IMAGE_SIZE, simple_channels: int = 16,
                  complex_channels: int = 16, kernel_size: int = 7, stride: int = 1, parameters: str = "v1",
                  noise: bool = True, noise_level: float = 0.07, noise_scale: float = 0.35, k_exc: float = 25.0,
-                 seed: int = 0, visual_degrees: float = 2.0, sf_max: float = 6.0, sf_corr: float = 0.75):
+                 seed: int = 0, visual_degrees: float = 2.0, sf_max: float = 6.0, sf_corr: float = 0.75,
+                 quadrature_channels: str = "independent"):
         super().__init__()
         in_channels = _check_int("in_channels", in_channels, 1)
         self.image_size = _check_int("image_size", image_size, 1)
@@ -242,23 +289,36 @@ class VOneBlock(nn.Module):
 
         n = self.out_channels
         p = sample_gabor_parameters(n, self.seed, parameters, self.pixels_per_degree,
-                                    _check_number("sf_max", sf_max), _check_number("sf_corr", sf_corr, False),
-                                    in_channels)
-        args = (p["theta"], p["sf"], p["sigma_x"], p["sigma_y"])
+                                    _check_number("sf_max", sf_max), _check_number("sf_corr", sf_corr, False))
+        self.quadrature_channels = quadrature_channels
+        channel_q0, channel_q1 = sample_input_channels(n, in_channels, self.seed, quadrature_channels)
+        args = (p["orientation"], p["sf"], p["sigma_x"], p["sigma_y"])
         q0 = np.zeros((n, in_channels, self.kernel_size, self.kernel_size))
         q1 = np.zeros_like(q0)
-        q0[np.arange(n), p["input_channel"]] = gabor_kernels(*args, p["phase"], self.kernel_size)
-        q1[np.arange(n), p["input_channel"]] = gabor_kernels(*args, p["phase"] + np.pi / 2, self.kernel_size)
+        q0[np.arange(n), channel_q0] = gabor_kernels(*args, p["phase"], self.kernel_size)
+        q1[np.arange(n), channel_q1] = gabor_kernels(*args, p["phase"] + np.pi / 2, self.kernel_size)
         self.register_buffer("weight_q0", torch.as_tensor(q0, dtype=torch.float32))
         self.register_buffer("weight_q1", torch.as_tensor(q1, dtype=torch.float32))
         # The sampled parameters travel with the filters (small; checkpoints describe themselves).
+        # theta: the wave-vector direction in image coordinates (see the module docstring).
         for name in ("theta", "sf", "sf_cpd", "nx", "ny", "sigma_x", "sigma_y", "phase"):
             self.register_buffer(name, torch.as_tensor(p[name], dtype=torch.float32))
-        self.register_buffer("input_channel", torch.as_tensor(p["input_channel"], dtype=torch.long))
+        self.register_buffer("input_channel", torch.as_tensor(channel_q0, dtype=torch.long))  # q0's (simple cells')
 
     @property
     def out_channels(self) -> int:
         return self.simple_channels + self.complex_channels
+
+    @property
+    def input_channel_q1(self) -> torch.Tensor:
+        """The input channel each q1 filter reads (read off the filters, so a loaded checkpoint's)."""
+        return (self.weight_q1.abs().sum(dim=(2, 3)) > 0).float().argmax(1)
+
+    @property
+    def orientation(self) -> torch.Tensor:
+        """Each filter's bar orientation (rad in [0, pi), counter-clockwise from horizontal as
+        displayed; VOneNet's ``theta``): pi/2 - ``theta`` modulo pi."""
+        return torch.remainder(math.pi / 2 - self.theta, math.pi)
 
     def set_noise(self, noise: bool) -> "VOneBlock":
         """Turn the stochastic part on or off (it does not follow train/eval mode)."""
@@ -292,7 +352,8 @@ class VOneBlock(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, simple={self.simple_channels}, complex={self.complex_channels}, "
                 f"kernel_size={self.kernel_size}, stride={self.stride}, parameters={self.parameter_kind!r}, "
-                f"noise={self.noise}, px_per_degree={self.pixels_per_degree:g}, seed={self.seed}")
+                f"noise={self.noise}, px_per_degree={self.pixels_per_degree:g}, seed={self.seed}, "
+                f"quadrature_channels={self.quadrature_channels!r}")
 
 
 class VOneFront(nn.Module):

@@ -9,10 +9,12 @@ ICLR; Sinz lab ``neuralpredictors``: ``Stacked2dCore`` + ``FullGaussian2d``)::
   convolution (``kernel_size``) has stride ``core_stride`` (default 2), the later ones
   (``hidden_kernel_size``, default 3) stride 1 (see *Speed* below).
 * **Readout** (per neuron k): a position ``mu_k`` in [-1,1]^2 (grid_sample coordinates of the
-  feature map, x = width axis) and a width ``sigma_k``. Training samples the position
-  ``p = clamp(mu_k + sigma_k * eps, -1, 1)``, ``eps ~ N(0, I)`` (reparameterisation, so gradients
-  reach both mu and sigma); evaluation uses ``p = mu_k``. The feature vector ``f_k = F(p)`` (bilinear
-  interpolation of the feature map) is mapped linearly: ``z_k = w_k . f_k + b_k``.
+  feature map, x = width axis) and a width ``sigma_k``. Training first clamps the parameter
+  ``mu_k`` itself into [-1,1]^2 (in place, as FullGaussian2d's ``sample_grid`` does), then samples
+  the position ``p = clamp(mu_k + sigma_k * eps, -1, 1)``, ``eps ~ N(0, I)`` (reparameterisation,
+  so gradients reach both mu and sigma); evaluation uses ``p = clamp(mu_k, -1, 1)``. The feature
+  vector ``f_k = F(p)`` (bilinear interpolation of the feature map) is mapped linearly:
+  ``z_k = w_k . f_k + b_k``. See :class:`GaussianReadout` for the parity with the authors' code.
 * **Output**: ``r_k = elu(z_k) + 1 > 0``, a firing rate suitable for a Poisson likelihood.
 
 Training (:func:`fit_v1_model`) minimises the Poisson negative log-likelihood of the
@@ -77,47 +79,90 @@ CHECKPOINT_FORMAT = "neurobias.v1_model/1"
 # ----------------------------------------------------------------------------------------------
 # model
 # ----------------------------------------------------------------------------------------------
+GAUSS_TYPES = ("isotropic", "uncorrelated")
+
+
 class GaussianReadout(nn.Module):
     """Per neuron: a position mu in [-1,1]^2 and a width sigma; in training sample mu + sigma*N(0,1)
     (clamped to [-1,1]), in eval use mu; F.grid_sample on the core's feature map [B,C,h,w] at that
     position -> [B,K,C]; then a per-neuron linear map over channels + bias. (Lurz et al. 2021 /
-    Sinz lab neuralpredictors' FullGaussian2d, written by hand because neuralpredictors 0.3.0 does
-    not import on Python>=3.10.)
+    Sinz lab neuralpredictors' FullGaussian2d, and the legacy ``Gaussian2d`` of Safarani et al.
+    2021's MTL head, written by hand because neuralpredictors 0.3.0 does not import on
+    Python>=3.10.)
 
     ``z_k = w_k . F(clamp(mu_k + sigma_k * eps, -1, 1)) + b_k`` with ``eps ~ N(0, I_2)`` in training
-    and ``eps = 0`` in eval. ``sigma`` is isotropic (one width per neuron, shape [K, 1]); its sign is
-    irrelevant because eps is symmetric.
+    and ``eps = 0`` in eval.
 
-    Parameters: ``mu`` [K, 2] (x, y in grid_sample convention), ``sigma`` [K, 1], ``weight`` [K, C],
-    ``bias`` [K]. Set ``generator`` (a :class:`torch.Generator` on the features' device) to make the
-    training-time sampling independent of the global RNG.
+    Training-mode sampling follows the authors' ``sample_grid`` (parity:
+    ``tests/test_readout_parity.py`` against ``tests/fixtures/parity/gaussian_readout.npz``):
+
+    * ``clamp_mu`` (default True): before sampling, the parameter ``mu`` itself is clamped into
+      [-1, 1] in place (outside autograd), as both FullGaussian2d and Gaussian2d do on every
+      ``sample_grid`` call. The gradient then reaches the clamped value unchanged, and the optimiser
+      steps from it, so a position cannot drift beyond the feature map. False: the behaviour before
+      issue 31, where only the sampled position was clamped and ``mu`` could leave [-1, 1].
+    * ``clamp_sigma`` (default False): clamp ``sigma`` in place to >= 0 before sampling, as the
+      legacy ``Gaussian2d`` (mlutils.layers.legacy, Safarani's MTL head) and FullGaussian2d before
+      January 2022 (non-"full" types) do. False, as current FullGaussian2d: a negative sigma samples
+      with its sign (the same distribution, since eps is symmetric).
+    * ``gauss_type``: ``"isotropic"`` (default; ``sigma`` [K, 1], one width per neuron) or
+      ``"uncorrelated"`` (``sigma`` [K, 2], one width per axis: Gaussian2d's, and FullGaussian2d's
+      ``gauss_type="uncorrelated"``).
+
+    Evaluation mode reads at ``clamp(mu, -1, 1)`` and leaves the parameters alone (the authors'
+    code clamps ``mu`` in place there too; the output is the same).
+
+    The feature map is read with ``padding_mode="border"``, theirs with zero padding; with
+    ``align_corners=True`` (theirs too) and positions clamped to [-1, 1] the two are identical.
+
+    Parameters: ``mu`` [K, 2] (x, y in grid_sample convention), ``sigma`` [K, 1] or [K, 2],
+    ``weight`` [K, C], ``bias`` [K]. Set ``generator`` (a :class:`torch.Generator` on the features'
+    device) to make the training-time sampling independent of the global RNG.
     """
 
     def __init__(self, in_channels: int, n_neurons: int, init_sigma: float = 0.2, seed: int = 0,
-                 init_mu_range: float = 0.1):
+                 init_mu_range: float = 0.1, *, gauss_type: str = "isotropic", clamp_mu: bool = True,
+                 clamp_sigma: bool = False):
         super().__init__()
+        if gauss_type not in GAUSS_TYPES:
+            raise ValueError(f"gauss_type must be one of {GAUSS_TYPES}, got {gauss_type!r}")
         self.in_channels = int(in_channels)
         self.n_neurons = int(n_neurons)
+        self.gauss_type = gauss_type
+        self.clamp_mu = bool(clamp_mu)
+        self.clamp_sigma = bool(clamp_sigma)
         g = torch.Generator().manual_seed(int(seed))
         # Start near the centre, as FullGaussian2d does: the sampling width lets every neuron
         # "see" a neighbourhood, so the gradient on mu can pull it towards its receptive field.
         mu = (torch.rand(self.n_neurons, 2, generator=g) * 2 - 1) * init_mu_range
         self.mu = nn.Parameter(mu)
-        self.sigma = nn.Parameter(torch.full((self.n_neurons, 1), float(init_sigma)))
+        n_widths = 1 if gauss_type == "isotropic" else 2
+        self.sigma = nn.Parameter(torch.full((self.n_neurons, n_widths), float(init_sigma)))
         # Mean 1/C: every channel contributes a little at first (FullGaussian2d's init).
         w = torch.randn(self.n_neurons, self.in_channels, generator=g) * 0.01 + 1.0 / self.in_channels
         self.weight = nn.Parameter(w)
         self.bias = nn.Parameter(torch.zeros(self.n_neurons))
         self.generator: torch.Generator | None = None
 
+    @torch.no_grad()
+    def _clamp_parameters(self) -> None:
+        """The authors' in-place clamps at the start of ``sample_grid`` (``mu.clamp_(-1, 1)``,
+        ``sigma.clamp_(min=0)``), written as ``copy_`` of the clamped value: the same numbers, and
+        unlike ``clamp_`` it has a vmap batching rule (the stacked engine, :mod:`neurobias.stacked`)."""
+        if self.clamp_mu:
+            self.mu.copy_(self.mu.clamp(-1.0, 1.0))
+        if self.clamp_sigma:
+            self.sigma.copy_(self.sigma.clamp(min=0.0))
+
     def positions(self, batch_size: int) -> Tensor:
         """Readout positions, [B, K, 1, 2] (the grid layout F.grid_sample expects)."""
-        mu = self.mu
         if self.training:
+            self._clamp_parameters()
+            mu = self.mu
             eps = normal((batch_size, self.n_neurons, 2), device=mu.device, dtype=mu.dtype, generator=self.generator)
             pos = mu.unsqueeze(0) + self.sigma.unsqueeze(0) * eps
         else:
-            pos = mu.unsqueeze(0).expand(batch_size, -1, -1)
+            pos = self.mu.unsqueeze(0).expand(batch_size, -1, -1)
         # Clamp (rather than let grid_sample zero-pad) so a neuron never reads pure padding.
         return pos.clamp(-1.0, 1.0).unsqueeze(2)
 

@@ -2,15 +2,22 @@
 
 The network up to ``layer`` (VGG-19's ``conv3_1``: ``vgg19_bn.features[:17]`` in the authors'
 code, sinzlab/neural_cotraining) is shared; a Gaussian readout
-(:class:`neurobias.neural.v1_model.GaussianReadout`: per neuron a position and width on the
-layer's feature map, a linear map over channels and a bias) followed by ``elu(x - 1) + 1`` (the
+(:class:`neurobias.neural.v1_model.GaussianReadout`: per neuron a position and a width per axis on
+the layer's feature map, a linear map over channels and a bias) followed by ``elu(x - 1) + 1`` (the
 code's ``v1_elu_offset = -1``) predicts V1 responses to the recording's stimulus images. As in
-that code: positions start uniform in [-0.3, 0.3]^2, widths uniform in [0, 0.6], channel weights
-at 1/C, and each neuron's bias at its mean training target; no L1 penalty on the readout
+that code: positions start uniform in [-0.3, 0.3]^2, widths uniform in [0, 0.6] (each axis its
+own), channel weights at 1/C, and each neuron's bias at its mean training target; no L1 penalty
+on the readout
 (``scale_loss = False`` for MTL). Its targets are responses per stimulus image
 [M, K]: the single-task V1 model's predictions (``responses_model``: the "denoised" targets the
 authors used), the same with the image identities shuffled (``responses_shuffle``), or a readout
 of a frozen oracle core (``responses_oracle``).
+
+The readout is that code's ``mlutils.layers.legacy.Gaussian2d`` (``MultipleGaussian2d`` in
+neural_cotraining's ``models/mtl_vgg.py``), and trains as it does: a width per axis
+(``gauss_type="uncorrelated"``), and before each sampled position ``mu`` is clamped into [-1, 1]
+and ``sigma`` to >= 0, both in place (``tests/test_readout_parity.py`` pins this against their
+code on fixed draws).
 
 Units of the targets (``target_scale``): ``raw`` (the default) trains on the responses as they
 are, as the authors did (their neural loaders, nnvision's ``monkey_static_loader``, normalise the
@@ -91,7 +98,9 @@ class MTLRegulariser(Regulariser):
         self.register_buffer("target_scale", torch.as_tensor(scale), persistent=False)
         self.register_buffer("train_rows", torch.as_tensor(train_rows, dtype=torch.long), persistent=False)
         self.batch_size = min(int(stimulus_batch_size), len(train_rows))
-        self.readout = GaussianReadout(in_channels, target.shape[1], init_mu_range=init_mu_range, seed=seed)
+        # Gaussian2d's sampling: one width per axis, mu clamped to [-1, 1] and sigma to >= 0 in place
+        self.readout = GaussianReadout(in_channels, target.shape[1], init_mu_range=init_mu_range, seed=seed,
+                                       gauss_type="uncorrelated", clamp_mu=True, clamp_sigma=True)
         with torch.no_grad():
             g = torch.Generator().manual_seed(int(seed) + 1)
             self.readout.sigma.copy_(torch.rand(self.readout.sigma.shape, generator=g) * init_sigma_range)

@@ -50,12 +50,34 @@ Operations:
 - high-pass s: grey g, ``g - lowpass(g)`` (same blur and scaling), shifted so its mean is exactly
   ``background`` (their "add mean of old image": ``bg_grey - mean``), clipped. s = inf is the
   unfiltered grey image (their "Inf" control; scipy cannot filter with an infinite std).
-- phase noise w: grey, 2-D FFT, each frequency's phase gets a uniform random shift in [-w, w]
-  degrees, amplitudes kept, inverse FFT, clipped. Shifts are drawn once per conjugate pair (phase of
-  -f = minus the phase of f) so the result is real; self-conjugate frequencies (DC, Nyquist) keep
-  their phase, so the mean is kept. (Their code pairs the shifts so that the spectrum is not
-  Hermitian and then takes the real part of the inverse FFT, which also alters amplitudes; that is
-  not reproduced.)
+- phase noise w: grey, 2-D FFT, phases shifted by uniform random amounts in [-w, w] degrees,
+  inverse FFT, real part, clipped. Two ways (option ``method``; config
+  ``brain_likeness.manipulations.phase_noise_method``):
+
+  * ``"authors"`` (default): their ``scramble_phases`` (to 1e-12 in float64, 3e-7 in float32 on
+    the parity fixture, same draws). On the centred (fftshifted) spectrum, less its first row and
+    column for an even size (Nyquist), i.e. an odd-sized block centred on DC, flattened row by
+    row (L entries), the first L // 2 entries get +s_i and the last L // 2 entries -s_i, in the
+    same order (i = 0 .. L // 2 - 1); DC and the Nyquist row and column keep their phase. The
+    conjugate of entry i is entry L - 1 - i, so the shifts are not paired as conjugates: f and -f
+    get independent shifts a, b, and the real part keeps only ``(1 + cos(a + b)) / 2`` of that
+    pair's power, on average ``(1 + sinc(w)^2) / 2`` with ``sinc(w) = sin(w) / w``: 0.956 /
+    0.842 / 0.703 / 0.585 / 0.518 / 0.500 at 30 / 60 / 90 / 120 / 150 / 180 degrees. Measured (AC
+    power of the real part before clipping, over the original's): 0.957 / 0.844 / 0.705 / 0.587 /
+    0.516 / 0.495 on 16 random 224-px images, 0.96 / 0.86 / 0.73 / 0.62 / 0.56 / 0.54 on their
+    224-px test photograph (20 draws; a few strong low frequencies dominate it); RMS contrast
+    falls by the square root. Their human data were collected on such images. On the demo's
+    models (9: 3 arms x 3 seeds, 1000 synthetic10 test images of 32 px) accuracy under
+    ``authors`` minus under ``hermitian`` was +0.006 / +0.028 / +0.065 / +0.029 / -0.018 / -0.018
+    at 30 ... 180 degrees (mean over the models; per model -0.07 ... +0.14). Random numbers: one
+    ``torch.rand`` of shape ``[N, L // 2]`` per call (their ``np.random.random(L // 2)`` per
+    image), ``s = (u - 0.5) * 2 * w / 180 * pi``. Their code needs even sizes (for others their
+    shift arrays do not fit); here an odd dimension keeps all its rows (columns): the same
+    centred block.
+  * ``"hermitian"``: shifts drawn once per conjugate pair (phase of -f = minus the phase of f), so
+    the spectrum stays Hermitian and the amplitudes -- all the power -- are kept; self-conjugate
+    frequencies (DC, Nyquist) keep their phase, so the mean is kept. Random numbers: one
+    ``torch.rand`` of shape ``[N, 1, H, W]``.
 - power equalisation: grey, amplitude spectrum replaced by the mean amplitude spectrum, phase kept,
   clipped. Geirhos used the mean over all their stimulus images (a fixed file); here
   ``mean_amplitude=`` (see :func:`mean_amplitude_spectrum`), which :func:`manipulation_accuracy`
@@ -64,13 +86,21 @@ Operations:
 - rotation: grey, ``torch.rot90`` (anticlockwise; their ``rotate90`` is the same); 90/270 need
   square images.
 - false colour: their ``false_colour``: pixel values to linear monitor output, to cone (LMS)
-  activations with their matrix M, minus the white point ``M @ (.5, .5, .5)``, to DKL opponent
-  channels with their matrix N (Brainard 1996), the two chromatic channels (L-M and S-(L+M))
-  negated, back, clipped to [0, 1], back to pixel values. The measured monitor table
-  (``x_gamma_function.npy``) is replaced by the power law ``x ** 2.0`` (the least-squares fit to that
-  table, RMS error 0.018); its 8-bit nearest-entry inverse by ``x ** (1 / 2.0)``. The linear-space
-  map is an involution (applied twice = identity) as long as nothing clips. Greyscale (C = 1)
-  inputs have no colour to invert: the identity. Grey pixels stay grey (to 1e-4).
+  activations with their matrix M, minus their white point (``M @ (.5, .5, .5)`` to 1e-8), to
+  DKL opponent channels with their matrix N (Brainard 1996), the two chromatic channels (L-M and
+  S-(L+M)) negated, back, clipped to [0, 1], back to pixel values. Pixel values go to linear
+  output through their measured monitor table (:data:`MONITOR_TABLE`, their
+  ``x_gamma_function.npy``, 256 entries for the 8-bit values) and back by its nearest entry, so
+  the input is read as 8-bit values (rounded; their code asserts 8-bit input) and the output is
+  8-bit values (k / 255). The linear map runs in float64 (float32 on MPS) and reproduces their
+  ``false_colour`` exactly (every 8-bit value of the parity fixture). Earlier versions used the
+  power law ``x ** 2`` (the least-squares fit to the table, RMS 0.018) instead; on their 224-px
+  test photograph (``code/test_image.JPEG``) that was up to 43 grey levels off their output,
+  10.5 % of values by more than one level; it is not kept. The linear-space map is an involution
+  (applied twice = identity) as long as nothing clips; with the 8-bit rounding in between, twice
+  is the identity to a grey level on mild colours, but the rounding of a bright channel can move
+  a dark one by up to 30 grey levels (the table is flat near 0). Greyscale (C = 1) inputs have no
+  colour to invert: the identity. Grey pixels stay grey, exactly.
 - eidolon: see :func:`eidolon`.
 
 Eidolon (partially coherent disarray)
@@ -145,8 +175,8 @@ BACKGROUND_GREY = 0.4423
 FILTER_REFERENCE_SIZE = 224
 #: Contrast of the uniform-noise experiment (their images were reduced to 30 % before adding noise).
 NOISE_CONTRAST = 0.3
-#: Power law standing in for their measured monitor table (least-squares fit, RMS 0.018).
-MONITOR_GAMMA = 2.0
+#: Phase-noise variants: ``"authors"`` (their shift pairing, the default) and ``"hermitian"``.
+PHASE_NOISE_METHODS = ("authors", "hermitian")
 
 # Eidolon toolbox constants as Geirhos' wrapper set them.
 EIDOLON_REFERENCE_SIZE = 256
@@ -307,16 +337,45 @@ def _hermitian_phases(n: int, h: int, w: int, width_rad: float, generator, like:
     return torch.where(idx < conj, u, torch.where(idx == conj, zero, -u_conj))
 
 
-def phase_noise(x: torch.Tensor, level: float, generator: torch.Generator | None = None, grey: bool = True
-                ) -> torch.Tensor:
-    """Uniform random phase shifts in [-level, level] degrees, amplitude spectrum kept, clipped.
-    With ``grey=False`` the same shifts go to every channel."""
+def _authors_block(h: int, w: int) -> tuple[int, int, int]:
+    """(first row, first column, number of shifts) of Geirhos et al.'s phase-shift block: the
+    fftshifted spectrum less its first (Nyquist) row / column where the size is even -- an
+    odd-sized block centred on DC with L entries -- and L // 2 shifts."""
+    oy, ox = 1 - h % 2, 1 - w % 2
+    return oy, ox, ((h - oy) * (w - ox)) // 2
+
+
+def authors_phase_shifts(shifts: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``[N, L // 2]`` shifts (radians) -> ``[N, 1, h, w]`` phase offsets on the *unshifted* FFT
+    grid, placed as their ``shift_phases``: ``+s`` on the first L // 2 entries of the flattened
+    centred block, 0 on DC, ``-s`` (same order, not reversed) on the last L // 2."""
+    oy, ox, half = _authors_block(h, w)
+    n = shifts.shape[0]
+    if shifts.shape[-1] != half:
+        raise ValueError(f"expected {half} shifts per image for {h} x {w}, got {tuple(shifts.shape)}")
+    block = torch.cat([shifts, shifts.new_zeros(n, 1), -shifts], dim=1).reshape(n, 1, h - oy, w - ox)
+    return torch.fft.ifftshift(F.pad(block, (ox, 0, oy, 0)), dim=(-2, -1))
+
+
+def phase_noise(x: torch.Tensor, level: float, generator: torch.Generator | None = None, grey: bool = True,
+                method: str = "authors") -> torch.Tensor:
+    """Uniform random phase shifts in [-level, level] degrees, inverse FFT's real part, clipped.
+    ``method="authors"`` (default): their pairing of the shifts, which keeps only part of the power
+    (0.95 ... 0.50 at 30 ... 180 degrees, see the module docstring); ``"hermitian"``: shifts
+    paired as conjugates, amplitude spectrum (all the power) kept. With ``grey=False`` the same
+    shifts go to every channel."""
+    if method not in PHASE_NOISE_METHODS:
+        raise ValueError(f"phase noise method must be one of {PHASE_NOISE_METHODS}, got {method!r}")
     g = _base(x, grey)
     width = float(level)
     if width == 0.0:
         return _out(g, x)
     n, _, h, w = g.shape
-    phi = _hermitian_phases(n, h, w, math.radians(width), generator, g)
+    if method == "hermitian":
+        phi = _hermitian_phases(n, h, w, math.radians(width), generator, g)
+    else:   # their arithmetic: (random - 0.5) * 2 * width / 180 * pi
+        u = _draw("uniform", (n, _authors_block(h, w)[2]), generator, g)
+        phi = authors_phase_shifts((u - 0.5) * 2 * width / 180 * math.pi, h, w)
     y = torch.fft.ifft2(torch.fft.fft2(g) * torch.polar(torch.ones_like(phi), phi)).real
     return _out(y.clamp(0.0, 1.0), x)
 
@@ -368,21 +427,99 @@ _M_CONES = np.array([[0.1619982647, 0.208049264, 0.0389347448],
 _N_DKL = np.array([[9.27590805, 9.27590805, 0.0],
                    [7.86421647, -9.33587662, 0.0],
                    [-3.39709047, -3.39709047, 12.16230246]])
+#: Their cone activations of the white point (``cones_white_point``; = M @ (.5, .5, .5) to 1e-8).
+_CONES_WHITE_POINT = np.array([0.20449114, 0.17225619, 0.10523047])
+_OPPONENT_INVERSION = np.linalg.inv(_N_DKL) @ np.diag([1.0, -1.0, -1.0]) @ _N_DKL
 #: Linear-RGB map of the opponent-colour inversion about the white point (linear 0.5): an involution.
-FALSE_COLOUR_MATRIX = (np.linalg.inv(_M_CONES) @ np.linalg.inv(_N_DKL) @ np.diag([1.0, -1.0, -1.0])
-                       @ _N_DKL @ _M_CONES)
+FALSE_COLOUR_MATRIX = np.linalg.inv(_M_CONES) @ _OPPONENT_INVERSION @ _M_CONES
+#: ... plus this offset, ``inv(M) (w - inv(N) D N w)`` with their white point w (0 to 1e-8: A's rows sum to 1).
+FALSE_COLOUR_OFFSET = np.linalg.inv(_M_CONES) @ (_CONES_WHITE_POINT - _OPPONENT_INVERSION @ _CONES_WHITE_POINT)
+
+#: Geirhos et al.'s measured monitor table: linear output (0 ... 1) of the 8-bit values 0 ... 255.
+#: Numbers from github.com/rgeirhos/generalisation-humans-DNNs, ``code/x_gamma_function.npy``
+#: (unchanged since commit e4ca995bbaaf372ed9c8390969112becb733a030; read at
+#: 0b88343536ec21acc2d635c0e325f827111e149a), CC BY 4.0. Strictly increasing.
+MONITOR_TABLE = (
+    0.0, 5.9520514067794264e-06, 1.7777465915690278e-05, 2.851794393216613e-05, 4.190421101876027e-05,
+    6.405542605582188e-05, 8.704693414628469e-05, 0.00012724868290474417, 0.00017237362708477283,
+    0.00023227883953088393, 0.00029494035586270876, 0.00037409881490425357, 0.0004747840491798541,
+    0.000577246172194518, 0.0007013805578386874, 0.0008423385103339427, 0.0010123460558229688,
+    0.0012059271870219245, 0.001405846915406883, 0.0016302089103396515, 0.0018832130640527704,
+    0.002156392427168383, 0.002458380635842667, 0.00278559870746411, 0.003147105985209438,
+    0.0035396024074242976, 0.003955637278149357, 0.004409208226138972, 0.004889155486531571,
+    0.005421331148854445, 0.005977389681067477, 0.006570945513416775, 0.007220268343562925,
+    0.00781033478309993, 0.00843564487655837, 0.009082760154057267, 0.009764697109841075, 0.010482038315388926,
+    0.011233896652435897, 0.01200980942987458, 0.012825378954508396, 0.01366552732532062, 0.01455581360844463,
+    0.015483927711850202, 0.016441086798892786, 0.01742609572921302, 0.018462659217404156,
+    0.019525696692462933, 0.020703403988998597, 0.021851316915602124, 0.02303073753931046, 0.0242606534833903,
+    0.025527740048591735, 0.026834800162809917, 0.02818718031406204, 0.029568947492488333, 0.03099899750004236,
+    0.03248159764994481, 0.03400035180172836, 0.03556285734596029, 0.03715559441737244, 0.03880525741056625,
+    0.040515660019525945, 0.0422295004404009, 0.04412121228034246, 0.04587166928497317, 0.04768039550964062,
+    0.04953533053580582, 0.05144084959416905, 0.053371158577984384, 0.055360191132716945, 0.057391666351818464,
+    0.05945357064196129, 0.06156802891558306, 0.06372250811216605, 0.0659366254345786, 0.06822303283547704,
+    0.07052042952820145, 0.07287230625705013, 0.07525553758651132, 0.07786430913199874, 0.08036928966960181,
+    0.08291192609116282, 0.08551593829288669, 0.08816477100175159, 0.0908564378044876, 0.09361078820091118,
+    0.09641780415651305, 0.09924265027468465, 0.10213421317370687, 0.10506865772345574, 0.108085659145136,
+    0.1111423028640436, 0.11425452774318992, 0.11738603509810663, 0.12059199636843178, 0.12391350799370328,
+    0.1269182507213393, 0.13000384741965978, 0.1330907062037593, 0.13626827968960734, 0.13945903374085122,
+    0.14273342018060312, 0.14602224012598047, 0.14932494118581635, 0.1526852646924552, 0.15613500240375733,
+    0.1596334547970169, 0.1631990922232419, 0.1667485072744332, 0.17038434593572452, 0.17405498158231827,
+    0.17802144281905646, 0.18179123450923929, 0.18560707769747473, 0.18947612054495722, 0.1933577476680327,
+    0.19734488333311775, 0.20138862811816316, 0.2054391150020216, 0.20949603120691346, 0.21365054505382375,
+    0.2178631020427966, 0.22211481478578343, 0.22640394562845118, 0.23071127794298338, 0.23508558128463145,
+    0.23950143102683452, 0.24409399472740714, 0.24825135466920448, 0.2525150846637387, 0.25678994662066534,
+    0.261167608207951, 0.2655408909063173, 0.2699732831177737, 0.2744311968986117, 0.27901058186289873,
+    0.2835213221645796, 0.2881202767748792, 0.2927337728082844, 0.29740137573940917, 0.302048767006973,
+    0.3067766683725739, 0.31151830269473774, 0.3166411527700956, 0.3214458529699, 0.32625562712035827,
+    0.33119873423147655, 0.3361159923625546, 0.34110904697565253, 0.34603552199113635, 0.351095092183004,
+    0.3561860773361083, 0.36126560311616135, 0.366347214081415, 0.3715201342091103, 0.37663301014859474,
+    0.3817988150390718, 0.3869286596303989, 0.3922838231154632, 0.39816269000905435, 0.40378243605934955,
+    0.40956766167547287, 0.4152465044350898, 0.4209461258823139, 0.42673817956541177, 0.4325570297074392,
+    0.4383344523410512, 0.4442247200761781, 0.450077238642746, 0.45602306193057474, 0.4619133936845453,
+    0.4677699875078029, 0.47363011517124165, 0.4796319732385451, 0.48559505417756804, 0.4919446991869119,
+    0.49797993850851346, 0.5039844487850628, 0.510073445644408, 0.5160190402935084, 0.5221118234101901,
+    0.5282353538630229, 0.5344403345763431, 0.5405632431318357, 0.5467377325843807, 0.5529083443240976,
+    0.5591643206193257, 0.5652500067898891, 0.5714672425390336, 0.5777508383926128, 0.5840477684568132,
+    0.590444128931076, 0.5963807426509378, 0.6023875941880622, 0.6084379419568151, 0.6146998262767773,
+    0.6207388152735184, 0.6269269133031583, 0.6331127249455178, 0.6394688998769353, 0.6456457854633499,
+    0.6519697863529532, 0.6582588512449089, 0.6648164111680094, 0.6711804146894761, 0.6776997645083418,
+    0.6842209617281305, 0.691207521069482, 0.6979056663736974, 0.7044567878302164, 0.711327198697708,
+    0.7181084221701557, 0.7250171163062756, 0.7317946266857793, 0.738960182714561, 0.7459347613865611,
+    0.7531008844393887, 0.7601356774068138, 0.7674709748273136, 0.7747579654573478, 0.7820715330531326,
+    0.7893153201091117, 0.7969277642502277, 0.8042207909426825, 0.8113217611035596, 0.8186377248332153,
+    0.8257542973008954, 0.8330228870860943, 0.8403051586127804, 0.8477443311802179, 0.8550807443577116,
+    0.862437259452176, 0.8696650417971898, 0.8771796102715954, 0.8847451926190066, 0.8919573543661176,
+    0.8992151706944501, 0.9064598357231445, 0.9140720786621807, 0.9207563044406314, 0.9277896158290977,
+    0.9344892061300744, 0.9413071581278, 0.9476017286403262, 0.9539207543512067, 0.9599938196639805,
+    0.96601574306606, 0.9712322362479956, 0.9765787425562595, 0.9815592805708281, 0.9862908035738824,
+    0.9903669748178967, 0.9943092735138531, 0.9976525387422673, 1.0,
+)
 
 
-def false_colour(x: torch.Tensor, level: float = 1.0, generator: torch.Generator | None = None,
-                 gamma: float = MONITOR_GAMMA) -> torch.Tensor:
-    """Level 1: chromatic DKL channels inverted about the grey point (identity for C = 1)."""
+@functools.lru_cache(maxsize=16)
+def _false_colour_constants(device, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(table, midpoints between its entries, matrix, offset) on ``device`` (cached: do not modify)."""
+    table = torch.tensor(MONITOR_TABLE, dtype=torch.float64)
+    mid = (table[1:] + table[:-1]) / 2
+    return tuple(torch.as_tensor(t, dtype=dtype).to(device) for t in
+                 (table, mid, FALSE_COLOUR_MATRIX, FALSE_COLOUR_OFFSET))
+
+
+def false_colour(x: torch.Tensor, level: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Level 1: chromatic DKL channels inverted about the grey point in linear monitor output (their
+    measured table), back to the nearest 8-bit value (identity for C = 1). Inputs are read as
+    8-bit values (rounded), outputs are 8-bit values k / 255."""
     _check(x)
     if not level or x.shape[1] == 1:
         return x
-    a = torch.as_tensor(FALSE_COLOUR_MATRIX, dtype=x.dtype, device=x.device)
-    lin = x.clamp(0.0, 1.0) ** gamma
-    out = torch.einsum("ij,njhw->nihw", a, lin - 0.5) + 0.5
-    return out.clamp_(0.0, 1.0) ** (1.0 / gamma)
+    dt = torch.float32 if x.device.type == "mps" else torch.float64      # no float64 on MPS
+    table, mid, a, b = _false_colour_constants(x.device, dt)
+    lin = table[(x.clamp(0.0, 1.0) * 255.0).round().long()]
+    out = (torch.einsum("ij,njhw->nihw", a, lin) + b.view(1, 3, 1, 1)).clamp_(0.0, 1.0)
+    # nearest table entry (the first of two equally near ones, as np.argmin): the number of
+    # midpoints below the value
+    k = torch.searchsorted(mid, out.contiguous(), right=False)
+    return k.to(x.dtype) / 255.0
 
 
 def symmetric_pad(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
@@ -565,7 +702,7 @@ def _predicted_classes(model, x: torch.Tensor, batch_size: int) -> tuple[torch.T
 def manipulation_accuracies(models, images: torch.Tensor, labels: torch.Tensor,
                             manipulations: dict[str, Sequence[float] | None] | Sequence[str] | None = None,
                             seed: int = 0, device="cpu", batch_size: int = 500, block_size: int = 250,
-                            progress: bool = True) -> list[list[dict]]:
+                            progress: bool = True, phase_noise_method: str = "authors") -> list[list[dict]]:
     """For each model, ``[{"manipulation", "level", "accuracy", "entropy_bits", "n"}, ...]`` for
     uint8 (or [0, 1] float) images ``[N, C, H, W]``.
 
@@ -575,12 +712,16 @@ def manipulation_accuracies(models, images: torch.Tensor, labels: torch.Tensor,
     ``batch_size`` or device -- sees the same manipulated images; each block is made once and
     scored by every model (the seeds of one arm in one job). ``power_equalisation`` uses the mean
     amplitude spectrum of all ``images``. ``entropy_bits`` is :func:`response_entropy` of the
-    predictions over the model's number of outputs. Stochastic models (a VOneBlock's noise, drawn
-    from torch's global generator) draw in the order of the models, block by block."""
+    predictions over the model's number of outputs. ``phase_noise_method`` is :func:`phase_noise`'s
+    ``method`` (config ``brain_likeness.manipulations.phase_noise_method``). Stochastic models (a
+    VOneBlock's noise, drawn from torch's global generator) draw in the order of the models, block
+    by block."""
     if manipulations is None:
         manipulations = {name: None for name in MANIPULATIONS}
     elif not isinstance(manipulations, dict):
         manipulations = {name: None for name in manipulations}
+    if phase_noise_method not in PHASE_NOISE_METHODS:
+        raise ValueError(f"phase_noise_method must be one of {PHASE_NOISE_METHODS}, got {phase_noise_method!r}")
     unknown = sorted(set(manipulations) - set(MANIPULATIONS))
     if unknown:
         raise ValueError(f"unknown manipulations {unknown}; known: {sorted(MANIPULATIONS)}")
@@ -598,6 +739,8 @@ def manipulation_accuracies(models, images: torch.Tensor, labels: torch.Tensor,
             if "mean_amplitude" not in extra:
                 extra["mean_amplitude"] = mean_amplitude_spectrum(images, block_size=block_size, device=device)
             kwargs["mean_amplitude"] = extra["mean_amplitude"]
+        elif name == "phase_noise":
+            kwargs["method"] = phase_noise_method
         blocks = []  # per block, each model's (predictions, n_classes)
         for b, start in enumerate(range(0, len(images), block_size)):
             g = torch.Generator().manual_seed(manipulation_seed(seed, name, level, b))
@@ -614,8 +757,8 @@ def manipulation_accuracies(models, images: torch.Tensor, labels: torch.Tensor,
 def manipulation_accuracy(model, images: torch.Tensor, labels: torch.Tensor,
                           manipulations: dict[str, Sequence[float] | None] | Sequence[str] | None = None,
                           seed: int = 0, device="cpu", batch_size: int = 500, block_size: int = 250,
-                          progress: bool = True) -> list[dict]:
+                          progress: bool = True, phase_noise_method: str = "authors") -> list[dict]:
     """``[{"manipulation", "level", "accuracy", "entropy_bits", "n"}, ...]`` for one model (see
     :func:`manipulation_accuracies`)."""
     return manipulation_accuracies([model], images, labels, manipulations, seed, device, batch_size, block_size,
-                                   progress)[0]
+                                   progress, phase_noise_method)[0]
