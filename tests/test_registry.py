@@ -142,3 +142,39 @@ def test_every_preset_validates_and_schedules(tmp_path):
             continue
         counts = dry_run_counts(tmp_path / preset.stem, preset)
         assert int(counts["total"]) > 0 and any(rule.startswith("stats") for rule in counts), preset.name
+
+
+@pytest.mark.parametrize("spec_type, fields, message", [
+    (EvaluationSpec, {"name": "noise_robustness", "generic": True}, r"figures/\{study\}/noise_robustness.pdf"),
+    (EvaluationSpec, {"name": "geirhos_fig3", "generic": True}, r"another figure's"),
+    (EvaluationSpec, {"name": "scratch_eval", "generic": True, "per_seed": True}, r"per_seed must be False"),
+    (TargetSpec, {"name": "scratch_two", "reads": ("target:model", "target:data")}, r"at most one other target"),
+    (RegulariserSpec, {"name": "scratch_reg", "study_settings": ("shuffle_seed",)}, r"only rsm_metric reaches"),
+    (registry.DatasetSourceSpec, {"name": "scratch_data"}, r"declare image_size"),
+])
+def test_declarations_the_workflow_cannot_run_are_refused_naming_the_plugin(scratch_plugin, spec_type, fields,
+                                                                            message):
+    with declaring(scratch_plugin):
+        declare(spec_type, builder="x.y:z", **fields)
+    with pytest.raises(RegistryError, match=rf"plugin 'scratch'.*{message}|{message}.*"):
+        load_schema()
+
+
+def test_a_plugin_recording_source_gets_the_v1_model_section(scratch_plugin):
+    with declaring(scratch_plugin):
+        declare(registry.RecordingSourceSpec, name="scratch_rig", builder="x.y:z", local_file="path",
+                schema={"required": ["path"], "properties": {"path": {"type": "string"}}})
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["recordings"]["tinyv1"] = {"source": "scratch_rig", "path": "rig.dat"}
+    validate_config(cfg)
+    assert cfg["recordings"]["tinyv1"]["v1_model"]["max_epochs"] == 200  # the schema's defaults, filled
+
+
+def test_a_missing_file_of_the_users_is_said_with_its_key_before_any_job(tmp_path):
+    from conftest import snakemake
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["recordings"]["tinyv1"] = {"source": "file", "path": str(tmp_path / "nowhere.npz")}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = snakemake(tmp_path / "work", "-n", config=tmp_path / "config.yaml", cores=False)
+    assert r.returncode != 0
+    assert "recordings.tinyv1.path" in r.stdout + r.stderr and "nowhere.npz" in r.stdout + r.stderr

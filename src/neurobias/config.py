@@ -53,23 +53,58 @@ def _add_property(properties: dict, name: str, schema: dict, spec, where: str) -
     properties.setdefault(name, schema)
 
 
-def _source_branches(section: dict, registry, where: str) -> None:
+def _source_branches(section: dict, registry, where: str, common: dict | None = None) -> None:
     """A config entry with a ``source``: the declared sources' names, and per source a closed
-    schema of its keys (if source is X then X's keys)."""
+    schema of its keys (if source is X then X's keys, and the ``common`` ones every source of the
+    table has: a recording's ``v1_model``)."""
     section["properties"] = {"source": {"enum": registry.names()}}
     section["allOf"] = [
         {"if": {"properties": {"source": {"const": spec.name}}},
          "then": {"type": "object", "additionalProperties": False,
                   "required": ["source", *spec.schema.get("required", [])],
                   "properties": {"source": {"const": spec.name, "description": spec.doc},
-                                 **spec.schema.get("properties", {})}}}
+                                 **(common or {}), **spec.schema.get("properties", {})}}}
         for spec in registry]
+
+
+# Figures the workflow draws besides the evaluations' own products: a generic evaluation may not take
+# their names (its figure is figures/{study}/{name}.pdf).
+_OTHER_FIGURES = frozenset({"geirhos_fig3", "dapello_fig1"})
+
+
+def _check_declarations() -> None:
+    """What a declaration must satisfy for the workflow to run it, said with the plugin named."""
+    taken = set(_OTHER_FIGURES)
+    for spec in evaluations():
+        if not spec.generic:
+            taken |= {Path(p).stem for p in spec.products} | {spec.name}
+    for spec in evaluations():
+        if spec.generic and spec.name in taken:
+            raise RegistryError(f"evaluation {spec.name!r} ({spec.origin}): its figure figures/{{study}}/{spec.name}.pdf "
+                                f"would be another figure's; choose another name")
+        if spec.generic and spec.per_seed:
+            raise RegistryError(f"evaluation {spec.name!r} ({spec.origin}): a generic evaluation is scored one job "
+                                f"per arm (all seeds): per_seed must be False")
+    for spec in targets():
+        if sum(read.startswith("target:") for read in spec.reads) > 1:
+            raise RegistryError(f"target {spec.name!r} ({spec.origin}): it may read at most one other target, "
+                                f"got {list(spec.reads)}")
+    for spec in regularisers():
+        unsupported = sorted(set(spec.study_settings) - {"rsm_metric"})
+        if unsupported:
+            raise RegistryError(f"regulariser {spec.name!r} ({spec.origin}): study_settings {unsupported}: only "
+                                f"rsm_metric reaches a regulariser today (the training job's rsm_metric param)")
+    for spec in dataset_sources():
+        if spec.image_size is None and "image_size" not in spec.schema.get("properties", {}):
+            raise RegistryError(f"dataset source {spec.name!r} ({spec.origin}): declare image_size, or an "
+                                f"image_size key in its schema")
 
 
 def add_declarations(schema: dict) -> dict:
     """Fill the schema's open places from the registries (in place; returned): the regulariser,
     target and architecture enums, each regulariser's own arm fields and its defaults, each
     architecture's options, each evaluation's section, and each recording and dataset source's keys."""
+    _check_declarations()
     defs = schema["$defs"]
     arm = defs["arm"]
     props = arm["properties"]
@@ -98,7 +133,8 @@ def add_declarations(schema: dict) -> dict:
             _add_property(props["model"]["properties"], name, sub, spec, "studies.<study>.arms.<arm>.model")
     for spec in evaluations():
         defs["evaluations"]["properties"][spec.name] = spec.schema
-    _source_branches(defs["recording"], recording_sources(), "recordings")
+    _source_branches(defs["recording"], recording_sources(), "recordings",
+                     common={"v1_model": {"$ref": "#/$defs/v1_model", "default": {}}})
     _source_branches(defs["dataset"], dataset_sources(), "datasets")
     return schema
 
@@ -417,7 +453,7 @@ def _check_model_builds(field: str, model: dict, dataset: dict) -> None:
     minimum = architectures()[model["architecture"]].min_input_size
     if size < minimum:
         raise ConfigError(f"config field '{field}': {model['architecture']} needs inputs of at least {minimum} px "
-                          f"(five 2x poolings); got {size} (set model.input_size: {minimum})")
+                          f"(its declared min_input_size); got {size} (set model.input_size: {minimum})")
     vone = model.get("vone")
     if isinstance(vone, dict) and vone.get("simple_channels", 16) + vone.get("complex_channels", 16) < 1:
         raise ConfigError(f"config field '{field}.vone': simple_channels + complex_channels must be at least 1")

@@ -30,13 +30,27 @@ class PluginError(ValueError):
     """A plugin the config names cannot be loaded, or its declarations are wrong."""
 
 
-def _module_of(name: str) -> str:
+def _module_of(name: str, where: str) -> str:
     """The module a config name means: an entry point of :data:`ENTRY_POINT_GROUP` of that name, else
-    the name itself as a module path."""
-    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name == name:
-            return entry.value.split(":")[0].strip()
-    return name
+    the name itself as a module path. A name that is both an entry point of another module and an
+    importable module is refused: which of the two would run must not depend on what is installed."""
+    import importlib.util
+    entries = {e.value.split(":")[0].strip() for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+               if e.name == name}
+    if not entries:
+        return name
+    if len(entries) > 1:
+        raise PluginError(f"{where}: {name!r} is the {ENTRY_POINT_GROUP} entry point of several modules "
+                          f"{sorted(entries)}; name the module instead")
+    module = entries.pop()
+    try:
+        importable = module != name and importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        importable = False
+    if importable:
+        raise PluginError(f"{where}: {name!r} is both a module and the {ENTRY_POINT_GROUP} entry point of "
+                          f"{module!r}; name the module you mean ({name!r} or {module!r})")
+    return module
 
 
 def load_plugins(names, config_key: str = "plugins") -> list[str]:
@@ -52,7 +66,7 @@ def load_plugins(names, config_key: str = "plugins") -> list[str]:
         if name in _loaded:
             modules.append(_loaded[name])
             continue
-        module = _module_of(name)
+        module = _module_of(name, where)
         if module in sys.modules and module not in _loaded.values():
             # imported earlier without declaring (e.g. by a test): its declarations ran unmarked or
             # not at all; importing it again inside `declaring` is the only way to get them

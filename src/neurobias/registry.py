@@ -125,8 +125,8 @@ class TargetSpec(Spec):
 class ArchitectureSpec(Spec):
     """A network (``studies.<study>.model.architecture``).
 
-    builder: ``(num_classes, in_channels, **options) -> nn.Module`` with ``forward_taps(x, taps)``
-    and ``tap_names``. taps: its tap (layer) names in network order; options: its constructor's
+    builder: ``(num_classes, in_channels, **options) -> nn.Module`` with
+    ``forward_taps(x, taps, features_only=False) -> (logits, {tap: activation})`` and ``tap_names``. taps: its tap (layer) names in network order; options: its constructor's
     options, name -> JSON schema; diagnostic_taps: the taps the held-out similarity fit uses when a
     study names none; ev_layers: candidate layers for V1 explained variance; splittable: it can be
     frozen up to a layer (the oracle); min_input_size: the smallest input side it takes."""

@@ -73,13 +73,18 @@ def job_threads(kind, default):
     return config["resources"].get(kind, {}).get("threads", default)
 
 
-def archive_of(entry, table):
-    """The file a dataset or recording (an entry of ``table``) is built from: its downloaded
-    archive, the user's own file its source names (e.g. a recording's ``path``), or [] for
-    embedded sources."""
+def archive_of(table, name):
+    """The file the dataset or recording ``config[table][name]`` is built from: its downloaded
+    archive, the user's own file its source names (e.g. a recording's ``path``: a missing one is
+    said with its config key before any job), or [] for embedded sources."""
+    entry = config[table][name]
     spec = source_spec(entry, table)
     if spec.local_file is not None:
-        return entry[spec.local_file]
+        path = entry[spec.local_file]
+        if not Path(path).exists():
+            raise WorkflowError(f"config field '{table}.{name}.{spec.local_file}': no file {path} (a relative "
+                                f"path is relative to the working directory, {Path.cwd()})")
+        return path
     name = download_filename(entry, table)
     return [] if name is None else f"results/downloads/{name}"
 

@@ -3,7 +3,7 @@
 
 rule make_dataset:
     input:
-        archive=lambda wc: archive_of(config["datasets"][wc.dataset], "datasets"),
+        archive=lambda wc: archive_of("datasets", wc.dataset),
     output:
         train="results/data/{dataset}/train.pt",
         val="results/data/{dataset}/val.pt",

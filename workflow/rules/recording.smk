@@ -5,7 +5,7 @@
 
 rule make_recording:
     input:
-        archive=lambda wc: archive_of(config["recordings"][wc.recording], "recordings"),
+        archive=lambda wc: archive_of("recordings", wc.recording),
     output:
         recording="results/neural/{recording}/recording.npz",
     params:

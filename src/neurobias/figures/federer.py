@@ -1,6 +1,6 @@
 """Federer et al. 2020's figures, from the learning-curve statistics.
 
-Inputs are the tables of :func:`neurobias.jobs.learning_curve_statistics`: ``summary`` (mean, SEM
+Inputs are the tables of :func:`neurobias.jobs.stats_learning_curves`: ``summary`` (mean, SEM
 and n per arm, fraction of corrupted labels (``level``), epoch and metric, with the arm's ``r``)
 and ``tests`` (each arm vs the r = 0 baseline at the same fraction, at the final epoch only:
 :func:`neurobias.stats.final_epoch_tests`, one-tailed in the direction that is better, Federer's

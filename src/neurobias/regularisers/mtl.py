@@ -57,7 +57,6 @@ from torch.nn import functional as F
 from ..neural.v1_model import GaussianReadout, pearson_per_neuron
 from .base import Regulariser
 
-MTL_TARGETS = ("responses_model", "responses_shuffle", "responses_oracle")
 TARGET_SCALES = ("raw", "sd")
 
 
