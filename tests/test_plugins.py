@@ -78,7 +78,10 @@ def test_plugin_entries_train_evaluate_and_reach_the_statistics_and_figure(plugi
     png = (d / "figures/plugin_demo/salt_pepper.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert (d / "figures/plugin_demo/salt_pepper.pdf").read_bytes()[:5] == b"%PDF-"
-    assert (d / "figures/plugin_demo/noise_robustness.png").exists()  # the built-in evaluation beside it
+    # the built-in evaluation beside it, tested against the same baseline
+    noise = pd.read_csv(d / "results/stats/plugin_demo/gaussian_noise_tests.csv")
+    assert set(noise["arm"]) == {"similarity_mse", "li_similarity"} and set(noise["baseline"]) == {"none"}
+    assert (d / "figures/plugin_demo/noise_robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # pack: auto packs the plugin's runs of the one network into one job
     log = list((d / "logs/train/plugin_demo").glob("pack*.log"))
     assert len(log) == 1

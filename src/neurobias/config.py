@@ -338,7 +338,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     if not isinstance(plugins, list):
         raise ConfigError(f"config field 'plugins': expected a list of module or entry-point names, got {plugins!r}")
     load_plugins(plugins)
-    schema = schema or load_schema()
+    schema = schema or _packaged_schema()  # built once per set of declarations
     _check_kind_names(config)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(map(str, e.path))))

@@ -88,8 +88,3 @@ def load_plugins(names, config_key: str = "plugins") -> list[str]:
         _loaded[name] = module
         modules.append(module)
     return modules
-
-
-def loaded() -> dict[str, str]:
-    """{config name: module} of the plugins loaded in this process."""
-    return dict(_loaded)

@@ -259,9 +259,6 @@ class Registry:
     def names(self) -> list[str]:
         return list(self._specs)
 
-    def get(self, name: str, default=None):
-        return self._specs.get(name, default)
-
     def remove_plugin(self, plugin: str) -> None:
         """Forget the entries a plugin declared (tests; a plugin loaded twice in one process)."""
         self._specs = {n: s for n, s in self._specs.items() if s.plugin != plugin}
